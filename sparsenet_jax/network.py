@@ -1,0 +1,181 @@
+"""One network for SparseNet, SparseNet-bc/abc, DenseNet and DenseNet-BC, driven by connection tables.
+
+A block keeps its features as a list of groups (`growth_rate` channels each, the block input cut into
+groups when its width allows) and every layer reads the groups its row of the static connection table
+names (`connectivity.block_table`). The transition and the head read what a next layer would read.
+"""
+from __future__ import annotations
+
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from sparsenet_jax import connectivity
+from sparsenet_jax import layers
+
+ATTENTIONS = (None, 'paper', 'se')
+
+
+class BlockPlan(NamedTuple):
+  """The static shape of one block: its input, connection table, output groups and transition."""
+  input_width: int
+  input_groups: int      # the block input cut into this many groups (1 if kept whole, dense only)
+  table: connectivity.ConnectionTable
+  output_sources: Tuple[int, ...]  # what the transition (or the head) reads
+  output_width: int
+  transition_width: Optional[int]  # None after the last block
+
+
+def block_plans(growth_rate: int, blocks: Sequence[int], path: Optional[int], near: Optional[int],
+                compression: str, stem_features: Optional[int]) -> Tuple[BlockPlan, ...]:
+  """Every block's static plan, from hyperparameters alone (no tracing): the network follows it."""
+  k = growth_rate
+  width = stem_features or 2 * k
+  plans = []
+  for b, num_layers in enumerate(blocks):
+    if width % k == 0:
+      input_groups = width // k
+    elif path is None:
+      input_groups = 1
+    else:
+      raise ValueError(f'a SparseNet block input must be a multiple of growth_rate={k} channels, got '
+                       f'{width} before block {b + 1}; use compression="sparsenet" or path=None')
+    table = connectivity.block_table(input_groups, num_layers, path, near)
+    out = connectivity.sources(input_groups + num_layers, path, near)
+    group_widths = [width // input_groups] * input_groups + [k] * num_layers
+    out_width = sum(group_widths[g] for g in out)
+    last = b + 1 == len(blocks)
+    trans = None if last else layers.transition_features(compression, out_width, len(out), k)
+    plans.append(BlockPlan(width, input_groups, table, out, out_width, trans))
+    width = trans
+  return tuple(plans)
+
+
+def split_groups(x, input_groups: int) -> List[Any]:
+  """Cuts a block input into its groups (a dense block may keep an indivisible input whole)."""
+  step = x.shape[-1] // input_groups
+  return [x[..., i * step:(i + 1) * step] for i in range(input_groups)]
+
+
+def gather(groups: Sequence[Any], row: Sequence[int]):
+  picked = [groups[g] for g in row]
+  return picked[0] if len(picked) == 1 else jnp.concatenate(picked, axis=-1)
+
+
+class SparseNet(nn.Module):
+  """SparseNet (Liu & Zeng 2018) and, with `path=None`, DenseNet (Huang et al. 2017).
+
+  Attributes:
+    growth_rate: k, channels each layer adds.
+    blocks: layers per dense block, e.g. (8, 12, 16).
+    path: connections kept per layer (the paper's n); None reads everything (DenseNet).
+    near: how many of the path + 2 groups are the nearest ones; None is path // 2.
+    bottleneck: BN-ReLU-1x1(4k) before the 3x3 conv.
+    attention: None, 'paper' (the paper's module) or 'se' (squeeze-and-excitation comparator).
+    compression: transition width rule, one of layers.COMPRESSIONS.
+    conv_bias: biases on every conv (the authors' SparseNet code) or none (DenseNet).
+    stem_relu: ReLU after the stem conv (SparseNet) or not (DenseNet).
+    stem_features: stem conv width; None is 2 * growth_rate.
+  """
+  growth_rate: int = 12
+  blocks: Sequence[int] = (8, 12, 16)
+  path: Optional[int] = 14
+  near: Optional[int] = None
+  bottleneck: bool = False
+  attention: Optional[str] = None
+  compression: str = 'sparsenet'
+  conv_bias: bool = True
+  stem_relu: bool = True
+  stem_features: Optional[int] = None
+  num_classes: int = 10
+  se_reduction: int = 8
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-3
+  axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
+
+  def _common(self):
+    return dict(conv_bias=self.conv_bias, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+                axis_name=self.axis_name, dtype=self.dtype)
+
+  def _layer(self, name):
+    k = self.growth_rate
+    layer = (layers.BottleneckLayer if self.bottleneck else layers.BasicLayer)(
+        growth_rate=k, **self._common(), name=name)
+    if self.attention == 'paper':
+      attn = layers.Attention(**self._common(), name=name + '_attention')
+    elif self.attention == 'se':
+      attn = layers.SqueezeExcite(self.se_reduction, self.dtype, name=name + '_se')
+    else:
+      attn = None
+    return layer, attn
+
+  def plans(self) -> Tuple[BlockPlan, ...]:
+    return block_plans(self.growth_rate, self.blocks, self.path, self.near, self.compression,
+                       self.stem_features)
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    k = self.growth_rate
+    x = x.astype(self.dtype)
+    stem = nn.Conv(self.stem_features or 2 * k, (3, 3), padding='SAME', use_bias=self.conv_bias,
+                   kernel_init=layers.conv_init, dtype=self.dtype, name='stem')
+    x = stem(x)
+    if self.stem_relu:
+      x = nn.relu(x)
+    for b, plan in enumerate(self.plans()):
+      groups = split_groups(x, plan.input_groups)
+      for i, row in enumerate(plan.table):
+        layer, attn = self._layer(f'block{b + 1}_layer{i + 1}')
+        h = layer(gather(groups, row), train)
+        if attn is not None:
+          h = attn(h, train)
+        groups.append(h)
+      x = gather(groups, plan.output_sources)
+      if plan.transition_width is not None:
+        x = layers.Transition(features=plan.transition_width, **self._common(),
+                              name=f'transition{b + 1}')(x, train)
+    x = nn.relu(layers.Norm(self.bn_momentum, self.bn_epsilon, self.axis_name, self.dtype,
+                            name='head_bn')(x, train))
+    x = jnp.mean(x, axis=(1, 2))
+    x = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(x)
+    return x.astype(jnp.float32)
+
+
+HYPERPARAMETERS = tuple(f for f in SparseNet.__dataclass_fields__ if f not in ('parent', 'name'))
+
+
+def validate(hp) -> None:
+  """Raises ValueError naming the first hyperparameter outside its allowed range."""
+  def positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f'{name} must be a positive integer, got {value!r}')
+  positive('growth_rate', hp.get('growth_rate', 12))
+  blocks = hp.get('blocks', (8, 12, 16))
+  if not blocks:
+    raise ValueError('blocks must list at least one block, got ()')
+  for b in blocks:
+    positive('blocks', b)
+  positive('num_classes', hp.get('num_classes', 10))
+  positive('se_reduction', hp.get('se_reduction', 8))
+  if hp.get('stem_features') is not None:
+    positive('stem_features', hp['stem_features'])
+  if hp.get('attention') not in ATTENTIONS:
+    raise ValueError(f'attention must be one of {ATTENTIONS}, got {hp.get("attention")!r}')
+  if hp.get('compression', 'sparsenet') not in layers.COMPRESSIONS:
+    raise ValueError(f'compression must be one of {layers.COMPRESSIONS}, got {hp.get("compression")!r}')
+  connectivity.validate(1, 1, hp.get('path', 14), hp.get('near'))
+  block_plans(hp.get('growth_rate', 12), blocks, hp.get('path', 14), hp.get('near'),
+              hp.get('compression', 'sparsenet'), hp.get('stem_features'))
+
+
+def make(**hp) -> SparseNet:
+  """A validated SparseNet: bad hyperparameters fail here, with their name, not deep inside a trace."""
+  unknown = set(hp) - set(HYPERPARAMETERS)
+  if unknown:
+    raise ValueError(f'unknown model field(s) {sorted(unknown)}; allowed: {", ".join(HYPERPARAMETERS)}')
+  validate(hp)
+  if 'blocks' in hp:
+    hp['blocks'] = tuple(hp['blocks'])
+  return SparseNet(**hp)

@@ -1,0 +1,141 @@
+"""Presets against the paper's Table 1 and 3, shapes of every preset, and real passes of the small ones."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sparsenet_jax import counting
+from sparsenet_jax import layers
+from sparsenet_jax import network
+from sparsenet_jax import presets
+
+GOLDEN_PARAMS = {  # SPEC section 3, exact
+    'sparsenet_v1': 1_197_194,
+    'sparsenet_bc_v1': 828_442,
+    'sparsenet_abc_v1': 860_698,
+    'densenet_bc_100': 769_162,
+    'densenet_bc_250': 15_324_406,
+    'densenet_bc_190': 25_624_430,
+}
+
+
+@pytest.mark.parametrize('name,expected', sorted(GOLDEN_PARAMS.items()))
+def test_golden_parameter_counts(name, expected):
+  assert counting.param_count(presets.build(name)) == expected
+
+
+@pytest.mark.parametrize('name', [n for n in presets.names() if n.startswith('sparsenet')])
+def test_sparsenet_presets_within_half_a_percent_of_table_1(name):
+  params = counting.param_count(presets.build(name))
+  assert abs(params / presets.PAPER_PARAMS[name] - 1) <= 0.005
+
+
+@pytest.mark.parametrize('name', [n for n in presets.names() if n.startswith('densenet')])
+def test_densenet_presets_match_the_printed_figure(name):
+  # The DenseNet papers print 0.8M, 1.0M: one decimal, so agreement is at that precision.
+  params = counting.param_count(presets.build(name))
+  paper = presets.PAPER_PARAMS[name]
+  assert round(params / 1e6, 1) == pytest.approx(paper / 1e6)
+
+
+@pytest.mark.parametrize('blocks,paper', [((8, 12, 16), 578e6), ((12, 12, 12), 849e6)])
+def test_flops_match_table_3(blocks, paper):
+  f = counting.flops(presets.build('sparsenet_v1', blocks=blocks))
+  assert abs(f / paper - 1) <= 0.015
+
+
+def test_flops_ratio_densenet_bc_190_over_sparsenet_abc_v3():
+  ratio = counting.flops(presets.build('densenet_bc_190')) / counting.flops(presets.build('sparsenet_abc_v3'))
+  assert ratio == pytest.approx(3.55, abs=0.01)
+
+
+def test_flops_of_a_single_conv_by_hand():
+  # stem 3x3x3x32 at 32x32 + head dense: checks the counting rule itself on a 1-layer net.
+  model = presets.build('sparsenet_v1', blocks=(1,), growth_rate=16)
+  expected = 2 * 32 * 32 * (3 * 3 * 3 * 32) + 2 * 32 * 32 * (3 * 3 * 32 * 16) + 2 * 48 * 10
+  assert counting.flops(model) == expected
+
+
+@pytest.mark.parametrize('name', presets.names())
+def test_every_preset_output_shape(name):
+  model = presets.build(name, num_classes=100)
+  x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+  variables = counting.abstract_variables(model)
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  assert out.shape == (2, 100) and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('name', ['sparsenet_v1', 'sparsenet_bc_v1', 'sparsenet_abc_v1', 'densenet_bc_100'])
+def test_forward_and_backward_pass(name):
+  model = presets.build(name)
+  x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
+  y = jnp.arange(4) % 10
+  variables = model.init(jax.random.key(1), x, train=False)
+
+  def loss_fn(params):
+    logits, updates = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
+
+  (loss, updates), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables['params'])
+  assert np.isfinite(float(loss))
+  norms = [float(jnp.linalg.norm(g)) for g in jax.tree.leaves(grads)]
+  assert all(np.isfinite(norms)) and sum(n > 0 for n in norms) > 0.9 * len(norms)
+  assert jax.tree.structure(updates['batch_stats']) == jax.tree.structure(variables['batch_stats'])
+
+
+def test_se_comparator_size():
+  base = counting.param_count(presets.build('sparsenet_v1'))
+  se = counting.param_count(presets.build('sparsenet_v1', attention='se'))
+  k, layers_ = 16, 36
+  assert se - base == layers_ * ((k * 2 + 2) + (2 * k + k))  # FC k->k/8 and FC k/8->k, with biases
+
+
+def test_attention_keeps_shape_and_adds_a_residual():
+  h = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
+  att = layers.Attention()
+  v = att.init(jax.random.key(1), h, train=False)
+  out = att.apply(v, h, train=False)
+  assert out.shape == h.shape
+  # s = sigmoid(...) is in (0, 1): out = h (1 + s) keeps h's sign and at most doubles it.
+  ratio = np.asarray(out / h)
+  assert np.all((ratio > 1) & (ratio < 2))
+
+
+def test_transition_rules():
+  assert layers.transition_features('sparsenet', 160, 10, 16) == 96  # 2k + 4k
+  assert layers.transition_features('half', 300, 25, 12) == 150
+  assert layers.transition_features('none', 300, 25, 12) == 300
+
+
+def test_plans_of_v1_bc():
+  plans = presets.build('sparsenet_bc_v1').plans()
+  assert [p.input_width for p in plans] == [32, 96, 144]
+  assert [p.transition_width for p in plans] == [96, 144, None]
+  assert [len(p.output_sources) for p in plans] == [10, 16, 16]
+
+
+@pytest.mark.parametrize('overrides,field', [
+    (dict(growth_rate=0), 'growth_rate'),
+    (dict(blocks=()), 'blocks'),
+    (dict(blocks=(4, -1)), 'blocks'),
+    (dict(path=-2), 'path'),
+    (dict(near=40), 'near'),
+    (dict(attention='cbam'), 'attention'),
+    (dict(compression='quarter'), 'compression'),
+    (dict(num_classes=0), 'num_classes'),
+    (dict(depth=100), 'depth'),
+    (dict(stem_features=20), 'growth_rate'),  # a sparse block input that is not whole groups
+])
+def test_bad_hyperparameters_raise_clear_errors(overrides, field):
+  with pytest.raises(ValueError, match=field):
+    presets.build('sparsenet_bc_v1', **overrides)
+
+
+def test_unknown_preset():
+  with pytest.raises(ValueError, match='unknown model'):
+    presets.build('resnet50')
+
+
+def test_network_make_is_the_validated_constructor():
+  assert network.make(growth_rate=8, blocks=(2, 2), path=3).blocks == (2, 2)

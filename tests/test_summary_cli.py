@@ -1,0 +1,43 @@
+"""launch/summary.py as a user runs it."""
+import json
+import os
+import subprocess
+import sys
+
+from PIL import Image
+
+from conftest import ROOT
+
+
+def run(*args):
+  env = dict(os.environ, XLA_FLAGS='')
+  return subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'summary.py'), *args],
+                        capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_all_presets_as_json():
+  r = run('--model=all', '--json')
+  assert r.returncode == 0, r.stderr
+  rows = [json.loads(line) for line in r.stdout.splitlines()]
+  assert len(rows) == 16
+  by_name = {row['model']: row for row in rows}
+  assert by_name['sparsenet_abc_v1']['params'] == 860_698
+  for row in rows:
+    assert {'model', 'params', 'flops', 'paper_params', 'xla_flops'} <= set(row)
+    assert row['flops'] > 0 and row['paper_params'] > 0
+
+
+def test_draw_writes_a_png_and_overrides_apply(tmp_path):
+  out = tmp_path / 'connections.png'
+  r = run('--model=sparsenet_v1', '--blocks=12,12,12', '--path=6', '--near=2', f'--draw={out}')
+  assert r.returncode == 0, r.stderr
+  assert '| sparsenet_v1 |' in r.stdout
+  with Image.open(out) as im:
+    assert im.format == 'PNG' and im.size[0] > 400 and im.size[1] > 200
+
+
+def test_bad_input_is_one_line_and_exit_2():
+  r = run('--model=sparsenet_v1', '--near=99')
+  assert r.returncode == 2
+  assert r.stdout == ''
+  assert r.stderr.strip().splitlines()[-1] == 'error: near must be in [0, 16], got 99'
