@@ -1,0 +1,10 @@
+r"""CIFAR-100, SparseNet-V3 (paper Table 2). Default SparseNet-abc; `:variant=basic|bc|abc` picks the variant.
+
+  python launch/main.py --config=configs/cifar100_v3.py --workdir=runs/cifar100_v3
+  python launch/main.py --config=configs/cifar100_v3.py:variant=bc --workdir=runs/cifar100_v3_bc
+"""
+from configs import default
+
+
+def get_config(arg=None):
+  return default.sparsenet_config('cifar100', 'v3', arg)

@@ -1,0 +1,10 @@
+r"""CIFAR-10, SparseNet-V1 (paper Table 2). Default SparseNet-abc; `:variant=basic|bc|abc` picks the variant.
+
+  python launch/main.py --config=configs/cifar10_v1.py --workdir=runs/cifar10_v1
+  python launch/main.py --config=configs/cifar10_v1.py:variant=bc --workdir=runs/cifar10_v1_bc
+"""
+from configs import default
+
+
+def get_config(arg=None):
+  return default.sparsenet_config('cifar10', 'v1', arg)

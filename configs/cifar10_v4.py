@@ -1,0 +1,10 @@
+r"""CIFAR-10, SparseNet-V4 (paper Table 2). Default SparseNet-abc; `:variant=basic|bc|abc` picks the variant.
+
+  python launch/main.py --config=configs/cifar10_v4.py --workdir=runs/cifar10_v4
+  python launch/main.py --config=configs/cifar10_v4.py:variant=bc --workdir=runs/cifar10_v4_bc
+"""
+from configs import default
+
+
+def get_config(arg=None):
+  return default.sparsenet_config('cifar10', 'v4', arg)

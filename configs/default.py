@@ -1,0 +1,118 @@
+r"""The paper's training recipe (SPEC section 4) and the config fields every experiment shares.
+
+Experiment files import this and override a few fields; every field can also be overridden on the
+command line, e.g. `--config.num_epochs=1 --config.model.growth_rate=12`.
+"""
+from typing import Dict, Optional
+
+import ml_collections
+from ml_collections import config_dict
+
+from sparsenet_jax import network
+from sparsenet_jax import presets
+
+# Fields of network.SparseNet that are not hyperparameters of an experiment.
+_RUNTIME_FIELDS = ('axis_name', 'dtype')
+_OPTIONAL = {'path': int, 'near': int, 'attention': str, 'stem_features': int, 'num_classes': int}
+
+
+def model_config(name: str) -> ml_collections.ConfigDict:
+  """config.model: the preset's name plus every hyperparameter, each overridable."""
+  hp = presets.hyperparameters(name)
+  defaults = network.SparseNet.__dataclass_fields__
+  model = ml_collections.ConfigDict({'name': name})
+  for field in network.HYPERPARAMETERS:
+    if field in _RUNTIME_FIELDS:
+      continue
+    value = None if field == 'num_classes' else hp.get(field, defaults[field].default)  # classes: data
+    if field in _OPTIONAL:  # typed, so that None and a value can both be set from the command line
+      value = config_dict.FieldReference(value, field_type=_OPTIONAL[field])
+    model[field] = value
+  return model
+
+
+def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
+  del arg
+  config = ml_collections.ConfigDict()
+  config.model = model_config('sparsenet_abc_v1')
+
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.name = 'cifar10'
+  config.dataset.data_dir = config_dict.placeholder(str)    # tfds data_dir (None: tfds default)
+  config.dataset.train_path = config_dict.placeholder(str)  # npz
+  config.dataset.test_path = config_dict.placeholder(str)   # npz
+  config.dataset.root = config_dict.placeholder(str)        # image_folder
+  config.dataset.validation_size = 0  # > 0: evaluate on this many held-out training images instead
+  config.dataset.augment = config_dict.placeholder(str)     # None: the dataset's default ('cifar'/'none')
+  config.dataset.num_classes = config_dict.placeholder(int)  # npz: None infers max label + 1
+
+  # SGD with Nesterov momentum, global batch 64, L2 1e-4 on every parameter (authors' scripts).
+  config.batch_size = 64  # global, split across all devices
+  config.num_epochs = 280.0
+  config.num_train_steps = -1  # > 0 overrides num_epochs (smoke tests)
+  config.learning_rates = (0.1, 0.01, 0.001, 0.0002)
+  config.lr_boundaries_epochs = (150.0, 200.0, 250.0)
+  config.momentum = 0.9
+  config.nesterov = True
+  config.weight_decay = 1e-4
+  config.sync_batch_norm = False  # the paper: per-device BatchNorm statistics
+  config.precision = 'fp32'       # or 'bf16': bf16 compute, fp32 parameters and BN statistics
+
+  config.seed = 0
+  config.log_every_steps = 100
+  config.eval_every_epochs = 10
+  config.checkpoint_every_epochs = 5
+  config.keep_checkpoints = 3
+  config.eval_batch_size = 500
+  config.max_device_dataset_bytes = 2 ** 31  # larger training sets stream from the host
+  return config
+
+
+def parse_arg(arg: Optional[str], allowed: Dict[str, tuple]) -> Dict[str, str]:
+  """'variant=bc,seed=1' -> {'variant': 'bc'}; every key and value must be in `allowed`."""
+  out = {}
+  for item in filter(None, (arg or '').split(',')):
+    key, sep, value = item.partition('=')
+    if not sep or key not in allowed:
+      raise ValueError(f'config argument {item!r} is not one of {", ".join(f"{k}=..." for k in allowed)}')
+    if allowed[key] and value not in allowed[key]:
+      raise ValueError(f'config argument {key}={value!r}: allowed values are {", ".join(allowed[key])}')
+    out[key] = value
+  return out
+
+
+_DATASET_RECIPES = {
+    'cifar10': dict(num_epochs=280.0, lr_boundaries_epochs=(150.0, 200.0, 250.0),
+                    learning_rates=(0.1, 0.01, 0.001, 0.0002)),
+    'cifar100': dict(num_epochs=280.0, lr_boundaries_epochs=(150.0, 200.0, 250.0),
+                     learning_rates=(0.1, 0.01, 0.001, 0.0002)),
+    'svhn': dict(num_epochs=40.0, lr_boundaries_epochs=(20.0, 30.0), learning_rates=(0.1, 0.01, 0.001)),
+}
+
+
+def paper_config(dataset: str, model: str) -> ml_collections.ConfigDict:
+  """One cell of the paper's Table 2: `model` trained on `dataset` with the paper's recipe."""
+  config = get_config()
+  config.model = model_config(model)
+  config.dataset.name = dataset
+  recipe = _DATASET_RECIPES[dataset]
+  config.num_epochs = recipe['num_epochs']
+  config.lr_boundaries_epochs = recipe['lr_boundaries_epochs']
+  config.learning_rates = recipe['learning_rates']
+  if dataset == 'svhn':
+    config.eval_every_epochs = 2
+    config.checkpoint_every_epochs = 1  # an SVHN epoch is 9,443 steps
+  return config
+
+
+def sparsenet_config(dataset: str, version: str, arg: Optional[str]) -> ml_collections.ConfigDict:
+  """`:variant=basic|bc|abc` picks SparseNet, SparseNet-bc or SparseNet-abc (default abc)."""
+  variant = parse_arg(arg, {'variant': tuple(presets.VARIANTS)}).get('variant', 'abc')
+  family = presets.VARIANTS[variant][0]
+  return paper_config(dataset, f'{family}_{version}')
+
+
+def densenet_config(dataset: str, arg: Optional[str]) -> ml_collections.ConfigDict:
+  """`:model=densenet_bc_100|densenet_bc_250|densenet_bc_190` (default densenet_bc_100)."""
+  names = tuple(n for n in presets.names() if n.startswith('densenet_bc'))
+  return paper_config(dataset, parse_arg(arg, {'model': names}).get('model', 'densenet_bc_100'))
