@@ -1,0 +1,317 @@
+"""Whole datasets as uint8 numpy arrays, selected by `config.dataset.name`.
+
+Every source ends as the same `Dataset`: uint8 NHWC images, int32 labels, and the per-channel statistics
+and augmentation that `augment.preprocess` applies on the accelerator. Decoding happens once, here, so
+the training loop only ever slices arrays.
+
+Sources:
+- `cifar10`, `cifar100`, `svhn`: tensorflow-datasets ArrayRecord files read with `tfds.data_source`,
+  which needs no TensorFlow. Preparing them once does: the tfds builders and the `tfds` command import
+  TensorFlow. On a machine with internet, once:
+    pip install tensorflow
+    tfds build cifar10 --file_format=array_record --data_dir=DIR   # likewise cifar100, svhn_cropped
+  then train with `--config.dataset.data_dir=DIR` (None = tfds's default, ~/tensorflow_datasets).
+  SVHN trains on train + extra (604,388 images) and tests on test, as in the paper.
+- `digits`: scikit-learn's bundled 8x8 digits, real data with no download.
+- `npz`: arrays `image` (uint8, N x H x W x C) and `label` (int) per split.
+- `image_folder`: `root/<split>/<class>/*.png|jpg|jpeg`, classes sorted by name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from typing import NamedTuple, Optional, Sequence, Tuple
+
+from absl import logging
+import numpy as np
+from PIL import Image
+from sklearn import datasets as sklearn_datasets
+import tensorflow_datasets as tfds
+
+from sparsenet_jax.augment import AUGMENTATIONS
+
+SOURCES = ('cifar10', 'cifar100', 'svhn', 'digits', 'npz', 'image_folder')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
+
+# Fixed, unlike the run seed, so every run of a sweep validates on the same held-out images.
+VALIDATION_SEED = 20180414
+DIGITS_SEED = 0
+DIGITS_TEST_SIZE = 297
+
+# tfds name, train splits, test split.
+_TFDS = {
+    'cifar10': ('cifar10', ('train',), 'test'),
+    'cifar100': ('cifar100', ('train',), 'test'),
+    'svhn': ('svhn_cropped', ('train', 'extra'), 'test'),
+}
+# SPEC section 4: the authors' CIFAR constants; SVHN is only divided by 255.
+_FIXED_STATS = {
+    'cifar10': ((125.3, 123.0, 113.9), (63.3, 62.1, 66.7)),
+    'cifar100': ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
+    'svhn': ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),
+}
+_DEFAULT_AUGMENT = {'cifar10': 'cifar', 'cifar100': 'cifar', 'svhn': 'none', 'digits': 'none'}
+
+
+class DataError(ValueError):
+  """Bad or missing data; the message is one line a user can act on."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  images: np.ndarray  # uint8, (N, H, W, C)
+  labels: np.ndarray  # int32, (N,)
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  name: str
+  train: Split
+  test: Split  # the test split, or the validation split carved from train when validation_size > 0
+  num_classes: int
+  class_names: Optional[Tuple[str, ...]]
+  mean: Tuple[float, ...]  # per channel, in 0..255 pixel units
+  std: Tuple[float, ...]
+  augment: str  # 'cifar' (pad 4 + random crop + flip) or 'none'
+
+
+class _Loaded(NamedTuple):
+  train: Split
+  test: Optional[Split]  # None when a validation split replaces it
+  num_classes: int
+  class_names: Optional[Tuple[str, ...]]
+
+
+def load(cfg) -> Dataset:
+  """The dataset `cfg` names, with its test (or validation) split, statistics and augmentation.
+
+  `cfg` has `name`, `data_dir`, `train_path`, `test_path`, `root`, `validation_size` and `augment`
+  (None = the dataset's default); `npz` also reads an optional `num_classes`.
+  """
+  name = cfg.name
+  if name not in SOURCES:
+    raise DataError(f'unknown dataset {name!r}; choose one of {", ".join(SOURCES)}')
+  augment = getattr(cfg, 'augment', None)
+  if augment is not None and augment not in AUGMENTATIONS:
+    raise DataError(f'unknown augment {augment!r}; choose one of {", ".join(AUGMENTATIONS)} or None')
+  validation_size = getattr(cfg, 'validation_size', None) or 0
+  if validation_size < 0:
+    raise DataError(f'validation_size must be >= 0, got {validation_size}')
+  need_test = validation_size == 0
+
+  if name in _TFDS:
+    loaded = _load_tfds(name, getattr(cfg, 'data_dir', None), need_test)
+  elif name == 'digits':
+    loaded = _load_digits()
+  elif name == 'npz':
+    loaded = _load_npz(cfg, need_test)
+  else:
+    loaded = _load_image_folder(getattr(cfg, 'root', None), need_test)
+
+  train, test = loaded.train, loaded.test
+  if validation_size:
+    train, test = _carve_validation(train, validation_size)
+  mean, std = _FIXED_STATS.get(name) or _channel_stats(train.images)
+  if augment is None:
+    # Unknown data gets CIFAR's augmentation only when it has CIFAR's shape.
+    augment = _DEFAULT_AUGMENT.get(name) or ('cifar' if train.images.shape[1:] == (32, 32, 3) else 'none')
+  return Dataset(name=name, train=train, test=test, num_classes=loaded.num_classes,
+                 class_names=loaded.class_names, mean=mean, std=std, augment=augment)
+
+
+def _carve_validation(train: Split, size: int) -> Tuple[Split, Split]:
+  """(train without the validation images, validation): a fixed draw of `size` images, order kept."""
+  if size >= len(train):
+    raise DataError(f'validation_size {size} leaves no training images (train has {len(train)})')
+  held_out = np.zeros(len(train), bool)
+  held_out[np.random.default_rng(VALIDATION_SEED).permutation(len(train))[:size]] = True
+  return (Split(train.images[~held_out], train.labels[~held_out]),
+          Split(train.images[held_out], train.labels[held_out]))
+
+
+def _channel_stats(images: np.ndarray, chunk: int = 4096) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+  """Per-channel mean and std in pixel units, in chunks so a large uint8 array is never copied to float."""
+  total = np.zeros(images.shape[-1])
+  squares = np.zeros(images.shape[-1])
+  for start in range(0, len(images), chunk):
+    block = images[start:start + chunk].astype(np.float64)
+    total += block.sum(axis=(0, 1, 2))
+    squares += np.square(block).sum(axis=(0, 1, 2))
+  count = images.size // images.shape[-1]
+  mean = total / count
+  std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+  # A constant channel carries no information; dividing it by 1 keeps it finite.
+  std = np.where(std > 0, std, 1.0)
+  return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def _load_tfds(name: str, data_dir: Optional[str], need_test: bool) -> _Loaded:
+  tfds_name, train_splits, test_split = _TFDS[name]
+  splits = list(train_splits) + ([test_split] if need_test else [])
+  try:
+    sources = tfds.data_source(tfds_name, split=splits, data_dir=data_dir, download=False)
+  except (KeyError, NotImplementedError, ValueError, tfds.core.DatasetNotFoundError) as e:
+    root = data_dir or tfds.core.constants.get_default_data_dir()
+    raise DataError(
+        f'{tfds_name} is not prepared as ArrayRecord in {os.path.join(root, tfds_name)}; with internet, '
+        f'run once: pip install tensorflow && tfds build {tfds_name} --file_format=array_record '
+        f'--data_dir={root} (or train offline with dataset.name=digits, npz or image_folder)') from e
+  label = sources[0].dataset_info.features['label']
+  return _Loaded(train=_read_sources(sources[:len(train_splits)]),
+                 test=_read_sources(sources[len(train_splits):]) if need_test else None,
+                 num_classes=label.num_classes, class_names=tuple(label.names))
+
+
+def _read_sources(sources: Sequence) -> Split:
+  """Decodes every example of `sources` into one preallocated array (SVHN train + extra is 1.9 GB)."""
+  total = sum(len(source) for source in sources)
+  images = np.empty((total, *sources[0][0]['image'].shape), np.uint8)
+  labels = np.empty((total,), np.int32)
+  i = 0
+  for source in sources:
+    logging.info('decoding %d examples of %s', len(source), source)
+    for example in source:
+      images[i] = example['image']
+      labels[i] = example['label']
+      i += 1
+  return Split(images, labels)
+
+
+def _load_digits() -> _Loaded:
+  digits = sklearn_datasets.load_digits()
+  images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]  # 0..16 -> 0..255
+  labels = digits.target.astype(np.int32)
+  order = np.random.default_rng(DIGITS_SEED).permutation(len(labels))
+  train, test = np.sort(order[DIGITS_TEST_SIZE:]), np.sort(order[:DIGITS_TEST_SIZE])
+  return _Loaded(train=Split(images[train], labels[train]), test=Split(images[test], labels[test]),
+                 num_classes=10, class_names=tuple(str(d) for d in range(10)))
+
+
+def _load_npz(cfg, need_test: bool) -> _Loaded:
+  train_path = getattr(cfg, 'train_path', None)
+  test_path = getattr(cfg, 'test_path', None)
+  if not train_path:
+    raise DataError('dataset.name=npz needs dataset.train_path, an .npz file with arrays image and label')
+  if need_test and not test_path:
+    raise DataError('dataset.name=npz needs dataset.test_path, or dataset.validation_size > 0 '
+                    'to hold out part of train_path instead')
+  images, labels = _read_npz(train_path)
+  num_classes = getattr(cfg, 'num_classes', None) or int(labels.max()) + 1
+  train = _checked_split(images, labels, num_classes, train_path)
+  test = None
+  if need_test:
+    images, labels = _read_npz(test_path)
+    if images.shape[1:] != train.images.shape[1:]:
+      raise DataError(f'{test_path} has images of shape {images.shape[1:]}, '
+                      f'but {train_path} has {train.images.shape[1:]}')
+    test = _checked_split(images, labels, num_classes, test_path)
+  return _Loaded(train=train, test=test, num_classes=num_classes, class_names=None)
+
+
+def _read_npz(path: str) -> Tuple[np.ndarray, np.ndarray]:
+  """(images, int64 labels) from one file, each wrong shape or type reported as a DataError."""
+  if not os.path.isfile(path):
+    raise DataError(f'npz file not found: {path}')
+  if not zipfile.is_zipfile(path):
+    raise DataError(f'{path} is not an .npz archive; save image and label with np.savez')
+  try:
+    with np.load(path, allow_pickle=False) as arrays:
+      files = arrays.files
+      found = {key: arrays[key] for key in ('image', 'label') if key in files}
+  except (OSError, ValueError, zipfile.BadZipFile) as e:
+    reason = ' '.join(str(e).split())
+    raise DataError(f'cannot read {path} as an .npz of plain arrays: {reason}') from e
+  if len(found) < 2:
+    raise DataError(f'{path} has array(s) {", ".join(files) or "none"}; it needs image and label')
+  images, labels = found['image'], found['label']
+  if images.dtype != np.uint8 or images.ndim != 4:
+    raise DataError(f'{path}: image must be uint8 with shape (N, H, W, C), '
+                    f'got {images.dtype} with shape {images.shape}')
+  if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer)
+                              or np.issubdtype(labels.dtype, np.floating)):
+    raise DataError(f'{path}: label must be integers with shape (N,), '
+                    f'got {labels.dtype} with shape {labels.shape}')
+  if np.issubdtype(labels.dtype, np.floating):
+    if not np.all(np.isfinite(labels)):
+      raise DataError(f'{path}: label contains NaN or infinite values')
+    if np.any(labels != np.round(labels)):
+      raise DataError(f'{path}: label contains non-integer values')
+  if len(images) != len(labels):
+    raise DataError(f'{path}: {len(images)} images but {len(labels)} labels')
+  if not len(labels):
+    raise DataError(f'{path}: no examples')
+  if np.abs(labels).max() >= 2**31:
+    raise DataError(f'{path}: label values exceed the int32 range; labels are class indices 0..C-1')
+  return images, labels.astype(np.int64)
+
+
+def _checked_split(images: np.ndarray, labels: np.ndarray, num_classes: int, path: str) -> Split:
+  low, high = int(labels.min()), int(labels.max())
+  if low < 0 or high >= num_classes:
+    raise DataError(f'{path}: labels span {low}..{high}, outside 0..{num_classes - 1} '
+                    f'(num_classes={num_classes})')
+  return Split(images, labels.astype(np.int32))
+
+
+def _load_image_folder(root: Optional[str], need_test: bool) -> _Loaded:
+  if not root or not os.path.isdir(root):
+    raise DataError(f'image folder not found: {root} (expected ROOT/train/<class>/*.png|jpg)')
+  classes = _class_dirs(os.path.join(root, 'train'))
+  skipped = []
+  train = _read_folder(os.path.join(root, 'train'), classes, None, skipped)
+  test = None
+  if need_test:
+    test_dir = os.path.join(root, 'test')
+    if not os.path.isdir(test_dir):
+      raise DataError(f'split directory not found: {test_dir}; add it, or set dataset.validation_size > 0 '
+                      'to hold out part of train instead')
+    unknown = sorted(set(_class_dirs(test_dir)) - set(classes))
+    if unknown:
+      raise DataError(f'{test_dir} has class(es) {", ".join(unknown)} that {root}/train lacks')
+    test = _read_folder(test_dir, classes, train.images.shape[1:], skipped)
+  if skipped:
+    logging.warning('skipped %d unreadable files under %s, e.g. %s', len(skipped), root, skipped[0])
+  return _Loaded(train=train, test=test, num_classes=len(classes), class_names=tuple(classes))
+
+
+def _class_dirs(split_dir: str) -> list:
+  if not os.path.isdir(split_dir):
+    raise DataError(f'split directory not found: {split_dir} (expected one folder per class inside)')
+  classes = sorted(d for d in os.listdir(split_dir)
+                   if not d.startswith('.') and os.path.isdir(os.path.join(split_dir, d)))
+  if not classes:
+    raise DataError(f'no class folders in {split_dir}')
+  return classes
+
+
+def _read_folder(split_dir: str, classes: Sequence[str], shape: Optional[tuple], skipped: list) -> Split:
+  """Decodes every image of the class folders present in `split_dir`; `shape` (H, W, 3) all must share."""
+  images, labels = [], []
+  for label, name in enumerate(classes):
+    class_dir = os.path.join(split_dir, name)
+    if not os.path.isdir(class_dir):
+      continue
+    before = len(images)
+    for file in sorted(os.listdir(class_dir)):
+      path = os.path.join(class_dir, file)
+      if not file.lower().endswith(IMAGE_EXTENSIONS):
+        continue
+      try:
+        with Image.open(path) as image:
+          pixels = np.asarray(image.convert('RGB'), np.uint8)
+      except (OSError, ValueError):
+        skipped.append(path)
+        continue
+      shape = shape or pixels.shape
+      if pixels.shape != shape:
+        raise DataError(f'{path} is {pixels.shape[1]}x{pixels.shape[0]}, but the other images are '
+                        f'{shape[1]}x{shape[0]}; resize the folder to one size')
+      images.append(pixels)
+      labels.append(label)
+    if len(images) == before:
+      raise DataError(f'no readable .png/.jpg/.jpeg images in class folder {class_dir}')
+  return Split(np.stack(images), np.asarray(labels, np.int32))
