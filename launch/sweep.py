@@ -1,0 +1,81 @@
+r"""Runs a sweep (configs/sweeps/*.py): every run in its own workdir under --workdir, locally or on SLURM.
+
+  python launch/sweep.py --sweep=configs/sweeps/table2.py --workdir=$HOME/sweeps/table2 --dry_run
+  python launch/sweep.py --sweep=configs/sweeps/fig10.py:seeds=3 --workdir=$HOME/sweeps/fig10
+  python launch/sweep.py --sweep=configs/sweeps/table2.py --workdir=/shared/table2 --slurm
+  sbatch /shared/table2/sweep.sbatch
+
+Started again with the same flags, a sweep skips finished runs and resumes interrupted ones.
+"""
+import os
+import shlex
+import signal
+import sys
+
+from absl import app
+from absl import flags
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+sys.path.insert(0, REPO)
+
+from sparsenet_jax import sweeps  # noqa: E402
+
+flags.DEFINE_string('sweep', None, 'A sweep file and its parameters: configs/sweeps/NAME.py[:k=v,...].')
+flags.DEFINE_string('workdir', None, 'The sweep root: each run writes to WORKDIR/<run name>.')
+flags.DEFINE_bool('dry_run', False, 'Print every run\'s command and state instead of running.')
+flags.DEFINE_integer('devices_per_run', 1, 'Accelerators each run gets (GPUs, or CPU devices without GPUs).')
+flags.DEFINE_integer('max_parallel', None, 'Runs at once: default every GPU slot, or 1 on CPU; '
+                     'with --slurm, the array\'s %N throttle.')
+flags.DEFINE_bool('slurm', False, 'Write WORKDIR/sweep.sbatch (one array task per run) instead of running.')
+flags.DEFINE_string('only', None, 'Only the runs whose name matches this regular expression.')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  try:
+    if len(argv) > 1:
+      raise ValueError(f'unexpected arguments: {" ".join(argv[1:])}')
+    if not FLAGS.sweep or not FLAGS.workdir:
+      raise ValueError('--sweep and --workdir are required')
+    runs = sweeps.select(sweeps.load(FLAGS.sweep), FLAGS.only)
+    sweeps.check_configs(runs, REPO)
+    root = os.path.abspath(FLAGS.workdir)
+    if FLAGS.slurm:
+      return write_slurm(runs, root)
+    if not FLAGS.dry_run:
+      slots = sweeps.slots(FLAGS.devices_per_run, FLAGS.max_parallel, sweeps.visible_gpus(),
+                           os.environ.get('XLA_FLAGS', ''))
+  except (ValueError, OSError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+  if FLAGS.dry_run:
+    return dry_run(runs, root)
+
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds run_local, which stops the runs
+  print(f'{len(runs)} runs under {root}, {len(slots)} at once', flush=True)
+  results = sweeps.run_local(runs, root, slots, cwd=REPO, echo=lambda line: print(line, flush=True))
+  print('\n'.join(sweeps.summary(runs, root, results)))
+  if any(r.outcome == 'failed' for r in results.values()):
+    sys.exit(1)
+
+
+def dry_run(runs, root):
+  states = [sweeps.status(os.path.join(root, r.name)) for r in runs]
+  counts = ', '.join(f'{states.count(s)} {s}' for s in ('done', 'partial', 'new'))
+  print(f'# {FLAGS.sweep}: {len(runs)} runs under {root} ({counts}), run from {REPO}')
+  for run, state in zip(runs, states):
+    print(f'{shlex.join(sweeps.command(run, os.path.join(root, run.name)))}  # {state}')
+
+
+def write_slurm(runs, root):
+  script = sweeps.slurm_script(runs, root, REPO, FLAGS.sweep, FLAGS.devices_per_run, FLAGS.max_parallel)
+  os.makedirs(root, exist_ok=True)
+  path = os.path.join(root, 'sweep.sbatch')
+  with open(path, 'w') as f:
+    f.write(script)
+  print(f'wrote {path} ({len(runs)} array tasks); submit it with\n  sbatch {shlex.quote(path)}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,482 @@
+"""Sweeps: grid helpers, sweep files, run states, the local scheduler and the SLURM script.
+
+The scheduler and the SLURM script are exercised with a fake trainer (a few lines of Python that write
+metrics.jsonl like launch/main.py does); the last test runs the real trainer on two digits runs.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import ROOT
+from sparsenet_jax import budget
+from sparsenet_jax import sweeps
+
+
+def sweep_cli(*args, timeout=600):
+  return subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'sweep.py'), *args],
+                        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+# Grid helpers and sweep files.
+
+def test_product_zip_and_seeds():
+  assert sweeps.seeds(2) == [{'seed': 0}, {'seed': 1}]
+  assert sweeps.product({'model.near': [0, 4]}, sweeps.seeds(2)) == [
+      {'model.near': 0, 'seed': 0}, {'model.near': 0, 'seed': 1},
+      {'model.near': 4, 'seed': 0}, {'model.near': 4, 'seed': 1}]
+  assert sweeps.product(a=[1, 2], b=['x']) == [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'x'}]
+  assert sweeps.zip_({'model.growth_rate': [12, 24], 'model.path': [7, 14]}) == [
+      {'model.growth_rate': 12, 'model.path': 7}, {'model.growth_rate': 24, 'model.path': 14}]
+  assert sweeps.product(sweeps.zip_(a=[1, 2], b=[3, 4]), c=[5]) == [
+      {'a': 1, 'b': 3, 'c': 5}, {'a': 2, 'b': 4, 'c': 5}]
+  assert sweeps.product() == [{}]
+  with pytest.raises(ValueError, match='equal lengths'):
+    sweeps.zip_(a=[1, 2], b=[3])
+  with pytest.raises(ValueError, match='set twice'):
+    sweeps.product(sweeps.seeds(1), seed=[3])
+  for bad in (0, -1, True, 1.5):
+    with pytest.raises(ValueError, match='seeds'):
+      sweeps.seeds(bad)
+
+
+def test_runs_are_named_after_their_grid_point():
+  grid = sweeps.product({'model.blocks': [(8, 12, 16)], 'model.attention': [None, 'se']}, sweeps.seeds(1))
+  runs = sweeps.runs('v1', 'configs/cifar10_v1.py:variant=basic', grid, {'num_epochs': 1})
+  assert [r.name for r in runs] == ['v1_blocks8-12-16_attentionnone_seed0',
+                                    'v1_blocks8-12-16_attentionse_seed0']
+  assert runs[1].overrides == {'num_epochs': 1, 'model.blocks': (8, 12, 16), 'model.attention': 'se',
+                               'seed': 0}
+  assert sweeps.command(runs[1], '/w/v1', python='python') == [
+      'python', 'launch/main.py', '--config=configs/cifar10_v1.py:variant=basic', '--workdir=/w/v1',
+      '--config.num_epochs=1', '--config.model.blocks=(8,12,16)', '--config.model.attention=se',
+      '--config.seed=0']
+
+
+def write_sweep(tmp_path, body, name='my_sweep.py'):
+  path = tmp_path / name
+  path.write_text('from sparsenet_jax import sweeps\n\n' + textwrap.dedent(body))
+  return str(path)
+
+
+def test_load_passes_parameters_as_literals(tmp_path):
+  path = write_sweep(tmp_path, '''
+      def get_sweep(seeds=1, tag='a', blocks=(1, 2)):
+        return sweeps.runs(f'{tag}_{len(blocks)}', 'configs/digits.py', sweeps.seeds(seeds))
+      ''')
+  assert [r.name for r in sweeps.load(path)] == ['a_2_seed0']
+  assert [r.name for r in sweeps.load(f'{path}:seeds=2,tag=b,blocks=(1,2,3)')] == ['b_3_seed0', 'b_3_seed1']
+  with pytest.raises(ValueError, match='unexpected keyword'):
+    sweeps.load(f'{path}:sedes=2')
+  with pytest.raises(ValueError, match='key=value'):
+    sweeps.load(f'{path}:2')
+  with pytest.raises(ValueError, match='no sweep file'):
+    sweeps.load(str(tmp_path / 'missing.py'))
+
+
+@pytest.mark.parametrize('body, message', [
+    ('x = 1\n', 'defines no get_sweep'),
+    ('def get_sweep():\n  return []\n', 'non-empty list'),
+    ('def get_sweep():\n  return sweeps.runs("a", "c.py") * 2\n', "'a' appears twice"),
+    ('def get_sweep():\n  return sweeps.runs("../up", "c.py")\n', 'not a safe directory name'),
+])
+def test_load_rejects_bad_sweeps(tmp_path, body, message):
+  with pytest.raises(ValueError, match=message):
+    sweeps.load(write_sweep(tmp_path, body))
+
+
+# Paper Table 2 (SPEC section 5): the cells with a number, per dataset (C10, C100, SVHN).
+TABLE2 = {
+    'densenet_bc_100': (4.51, 22.27, 1.76),
+    'densenet_bc_250': (3.62, 17.60, 1.74),
+    'densenet_bc_190': (3.46, 17.18, None),
+    'bc_v1': (4.34, 22.18, 2.0),
+    'bc_v2': (3.93, 19.27, 1.85),
+    'bc_v3': (3.56, 17.75, 1.75),
+    'abc_v1': (4.25, 21.59, 1.98),
+    'abc_v2': (3.75, 19.54, 1.89),
+    'abc_v3': (3.40, 17.53, 1.69),
+    'abc_v4': (3.24, 16.98, None),
+}
+
+
+def test_table2_dry_run_lists_every_cell(tmp_path):
+  cells = {f'{dataset}_{row}' for row, errors in TABLE2.items()
+           for dataset, error in zip(('cifar10', 'cifar100', 'svhn'), errors) if error is not None}
+  assert len(cells) == 28
+  r = sweep_cli('--sweep=configs/sweeps/table2.py:seeds=2', f'--workdir={tmp_path}', '--dry_run')
+  assert r.returncode == 0, r.stderr
+  commands = [line for line in r.stdout.splitlines() if not line.startswith('#')]
+  assert len(commands) == 56
+  workdirs = {line.split('--workdir=')[1].split()[0] for line in commands}
+  assert workdirs == {str(tmp_path / f'{cell}_seed{s}') for cell in cells for s in (0, 1)}
+  assert (f'--config=configs/svhn_v2.py:variant=bc --workdir={tmp_path}/svhn_bc_v2_seed1 '
+          '--config.seed=1') in r.stdout
+  assert ('--config=configs/cifar100_densenet_bc.py:model=densenet_bc_190 '
+          f'--workdir={tmp_path}/cifar100_densenet_bc_190_seed0') in r.stdout
+  assert all(line.endswith('# new') for line in commands)
+
+
+@pytest.mark.parametrize('sweep, count, needle', [
+    ('table3', 2, "'--config.model.blocks=(12,12,12)'"),
+    ('fig7', 3, '--config.model.attention=se'),
+    ('fig10', 5, '--config.model.near=14'),
+    ('digits', 2, '--config.num_epochs=1'),
+])
+def test_paper_sweeps_dry_run(tmp_path, sweep, count, needle):
+  r = sweep_cli(f'--sweep=configs/sweeps/{sweep}.py', f'--workdir={tmp_path}', '--dry_run')
+  assert r.returncode == 0, r.stderr
+  commands = [line for line in r.stdout.splitlines() if not line.startswith('#')]
+  assert len(commands) == count and needle in r.stdout
+  assert all('variant=basic' in line for line in commands) or sweep == 'digits'
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--sweep=configs/sweeps/nope.py'], "no sweep file 'configs/sweeps/nope.py'"),
+    (['--sweep=configs/sweeps/table2.py:seed=2'], "unexpected keyword argument 'seed'"),
+    (['--sweep=configs/sweeps/table2.py', '--only=svhn_('], 'is not a regular expression'),
+    (['--sweep=configs/sweeps/table2.py', '--only=imagenet'], 'matches none of the 28 runs'),
+    (['--sweep=configs/sweeps/table2.py', '--devices_per_run=0'], 'devices_per_run must be at least 1'),
+    (['--sweep=configs/sweeps/table2.py', 'extra'], 'unexpected arguments: extra'),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+  r = sweep_cli(*args, f'--workdir={tmp_path / "root"}')
+  assert r.returncode == 2
+  assert r.stdout == ''
+  assert r.stderr.strip().splitlines() == [f'error: {r.stderr.strip()[7:]}']
+  assert message in r.stderr
+  assert not (tmp_path / 'root').exists()
+
+
+def test_only_selects_runs(tmp_path):
+  r = sweep_cli('--sweep=configs/sweeps/table2.py', f'--workdir={tmp_path}', '--dry_run', '--only=^svhn_abc')
+  assert r.returncode == 0, r.stderr
+  assert [l.split('--workdir=')[1].split()[0].rsplit('/', 1)[1] for l in r.stdout.splitlines()[1:]] == [
+      'svhn_abc_v1_seed0', 'svhn_abc_v2_seed0', 'svhn_abc_v3_seed0']
+
+
+# Run states.
+
+def write_metrics(workdir, rows, tail=''):
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
+    f.write(''.join(json.dumps(row) + '\n' for row in rows) + tail)
+
+
+def test_status_of_fake_workdirs(tmp_path):
+  assert sweeps.status(str(tmp_path / 'never')) == 'new'
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  assert sweeps.status(str(empty)) == 'partial'
+  train_row = {'step': 10, 'train_loss': 1.0}
+  write_metrics(tmp_path / 'running', [train_row, {'step': 10, 'eval_error': 0.5}], tail='{"step": 2')
+  assert sweeps.status(str(tmp_path / 'running')) == 'partial'
+  final = {'step': 20, 'eval_error': 0.25, 'eval_accuracy': 0.75, 'final': True}
+  write_metrics(tmp_path / 'done', [train_row, final], tail='{"st')
+  assert sweeps.status(str(tmp_path / 'done')) == 'done'
+  assert sweeps.final_row(str(tmp_path / 'done')) == final
+  write_metrics(tmp_path / 'not_final', [{'step': 20, 'eval_error': 0.25, 'final': False}])
+  assert sweeps.status(str(tmp_path / 'not_final')) == 'partial'
+
+
+def test_dry_run_reports_states(tmp_path):
+  write_metrics(tmp_path / 'table3' / 'cifar10_v1_blocks8-12-16_seed0', [{'eval_error': 0.05, 'final': True}])
+  (tmp_path / 'table3' / 'cifar10_v1_blocks12-12-12_seed0').mkdir()
+  r = sweep_cli('--sweep=configs/sweeps/table3.py', f'--workdir={tmp_path / "table3"}', '--dry_run')
+  assert r.returncode == 0, r.stderr
+  lines = r.stdout.splitlines()
+  assert '(1 done, 1 partial, 0 new)' in lines[0]
+  assert lines[1].endswith('# done') and lines[2].endswith('# partial')
+
+
+# Accelerator slots.
+
+def test_slots_share_gpus_and_cpus():
+  gpus = ['0', '1', '2', '3']
+  assert sweeps.slots(1, None, gpus) == [{'CUDA_VISIBLE_DEVICES': g} for g in gpus]
+  assert sweeps.slots(2, None, gpus) == [{'CUDA_VISIBLE_DEVICES': '0,1'}, {'CUDA_VISIBLE_DEVICES': '2,3'}]
+  assert sweeps.slots(3, None, gpus) == [{'CUDA_VISIBLE_DEVICES': '0,1,2'}]
+  assert sweeps.slots(1, 2, gpus) == [{'CUDA_VISIBLE_DEVICES': '0'}, {'CUDA_VISIBLE_DEVICES': '1'}]
+  with pytest.raises(ValueError, match='only 4 GPU'):
+    sweeps.slots(5, None, gpus)
+  cpu = sweeps.slots(1, 3, [], '--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=4')
+  assert cpu == [{'XLA_FLAGS': '--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=1'}] * 3
+  assert sweeps.slots(2, None, []) == [{'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}]
+  with pytest.raises(ValueError, match='max_parallel'):
+    sweeps.slots(1, 0, [])
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '2,3')
+  assert sweeps.visible_gpus() == ['2', '3']
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
+  assert sweeps.visible_gpus() == []
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '1,-1,2')
+  assert sweeps.visible_gpus() == ['1']
+
+
+# The local scheduler, on a fake trainer.
+
+FAKE_TRAINER = '''
+import json, os, sys, time
+workdir, name = sys.argv[1], os.path.basename(sys.argv[1])
+root = os.path.dirname(workdir)
+os.makedirs(workdir, exist_ok=True)
+with open(os.path.join(workdir, 'config.json'), 'w') as f:
+  json.dump({'name': name}, f)
+with open(os.path.join(root, 'calls.jsonl'), 'a') as f:
+  f.write(json.dumps({'name': name, 'gpus': os.environ.get('CUDA_VISIBLE_DEVICES'),
+                      'resumed': os.path.exists(os.path.join(workdir, 'checkpoint'))}) + '\\n')
+open(os.path.join(root, name + '.started'), 'w').close()
+if name.endswith('together'):  # wait for the other run: passes only if both run at once
+  deadline = time.time() + 30
+  while len([f for f in os.listdir(root) if f.endswith('.started')]) < 2:
+    if time.time() > deadline:
+      sys.exit(5)
+    time.sleep(0.05)
+metrics = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+metrics.write(json.dumps({'step': 1, 'train_loss': 2.0}) + '\\n')
+if name.startswith('crash') and not os.path.exists(os.path.join(workdir, 'checkpoint')):
+  open(os.path.join(workdir, 'checkpoint'), 'w').close()
+  sys.exit(3)
+if name.startswith('silent'):
+  sys.exit(0)
+metrics.write(json.dumps({'step': 2, 'eval_error': 0.125, 'final': True}) + '\\n')
+'''
+
+
+@pytest.fixture
+def fake_trainer(tmp_path):
+  path = tmp_path / 'fake_trainer.py'
+  path.write_text(FAKE_TRAINER)
+  return lambda run, workdir: [sys.executable, str(path), workdir]
+
+
+def calls(root):
+  with open(os.path.join(root, 'calls.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_scheduler_runs_two_at_once_each_on_its_own_gpu(tmp_path, fake_trainer):
+  root = str(tmp_path / 'sweep')
+  runs = [sweeps.Run('a_together', 'configs/digits.py'), sweeps.Run('b_together', 'configs/digits.py')]
+  lines = []
+  results = sweeps.run_local(runs, root, sweeps.slots(1, None, ['0', '1']), fake_trainer,
+                             echo=lines.append, poll_s=0.05)
+  assert results == {'a_together': sweeps.Result('ok', 0, results['a_together'].seconds),
+                     'b_together': sweeps.Result('ok', 0, results['b_together'].seconds)}
+  assert sorted(c['gpus'] for c in calls(root)) == ['0', '1']
+  assert [l.split()[0] for l in lines] == ['start', 'start', 'ok', 'ok']
+  for run in runs:
+    log = open(os.path.join(root, run.name, 'sweep.log')).read()
+    assert log.startswith('# ') and 'CUDA_VISIBLE_DEVICES=' in log and 'fake_trainer.py' in log
+
+
+def test_one_slot_runs_one_at_a_time(tmp_path, fake_trainer):
+  root = str(tmp_path / 'sweep')
+  runs = [sweeps.Run('a_together', 'c.py'), sweeps.Run('b_together', 'c.py')]
+  results = sweeps.run_local(runs, root, sweeps.slots(1, 1, []), fake_trainer, echo=lambda _: None,
+                             poll_s=0.05)
+  assert results['a_together'].outcome == 'failed' and results['a_together'].returncode == 5
+
+
+def test_scheduler_skips_done_runs_and_resumes_failed_ones(tmp_path, fake_trainer):
+  root = str(tmp_path / 'sweep')
+  runs = [sweeps.Run('crash', 'c.py'), sweeps.Run('fine', 'c.py'), sweeps.Run('silent', 'c.py')]
+  first = sweeps.run_local(runs, root, sweeps.slots(1, 2, []), fake_trainer, echo=lambda _: None,
+                           poll_s=0.05)
+  assert {n: r.outcome for n, r in first.items()} == {'crash': 'failed', 'fine': 'ok', 'silent': 'failed'}
+  assert first['crash'].returncode == 3 and first['silent'].returncode == 0
+  assert sweeps.status(os.path.join(root, 'crash')) == 'partial'
+  summary = sweeps.summary(runs, root, first)
+  assert summary[0].split()[:3] == ['crash', 'failed', '(exit']
+  assert summary[1].split()[:2] == ['fine', 'ok'] and summary[1].endswith('eval_error=0.1250')
+
+  lines = []
+  second = sweeps.run_local(runs, root, sweeps.slots(1, 2, []), fake_trainer, echo=lines.append,
+                            poll_s=0.05)
+  assert {n: r.outcome for n, r in second.items()} == {'crash': 'ok', 'fine': 'skipped', 'silent': 'failed'}
+  assert 'skip   fine: finished before' in lines
+  assert [(c['name'], c['resumed']) for c in calls(root) if c['name'] == 'crash'] == [
+      ('crash', False), ('crash', True)]
+  log = open(os.path.join(root, 'crash', 'sweep.log')).read()
+  assert log.count('# ') == 2  # appended, not overwritten
+
+
+def test_interrupted_scheduler_stops_its_runs(tmp_path):
+  sleeper = tmp_path / 'sleeper.py'
+  sleeper.write_text('import os, sys, time\n'
+                     'open(sys.argv[1], "w").write(str(os.getpid()))\n'
+                     'time.sleep(120)\n')
+  pid_file = tmp_path / 'pid'
+
+  def interrupt_once_started(line):
+    deadline = time.time() + 30
+    while not pid_file.exists() and time.time() < deadline:
+      time.sleep(0.05)
+    raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    sweeps.run_local([sweeps.Run('slow', 'c.py')], str(tmp_path / 'sweep'), sweeps.slots(1, 1, []),
+                     lambda run, workdir: [sys.executable, str(sleeper), str(pid_file)],
+                     echo=interrupt_once_started)
+  with pytest.raises(ProcessLookupError):
+    os.kill(int(pid_file.read_text()), 0)
+
+
+# SLURM.
+
+def test_slurm_script_passes_bash_n(tmp_path):
+  r = sweep_cli('--sweep=configs/sweeps/table2.py', f'--workdir={tmp_path}', '--slurm', '--devices_per_run=2',
+                '--max_parallel=4')
+  assert r.returncode == 0, r.stderr
+  script = tmp_path / 'sweep.sbatch'
+  assert f'sbatch {script}' in r.stdout
+  assert subprocess.run(['bash', '-n', str(script)], capture_output=True).returncode == 0
+  text = script.read_text()
+  for directive in ('--array=0-27%4', '--gres=gpu:2', '--requeue', '--signal=B:USR1@300',
+                    '--open-mode=append'):
+    assert f'#SBATCH {directive}\n' in text
+  assert f"--workdir={tmp_path}/svhn_densenet_bc_250_seed0 --config.seed=0" in text
+  assert ' 27) name=' in text and ' 28) name=' not in text
+
+
+@pytest.fixture
+def slurm_task(tmp_path, fake_trainer):
+  """Runs array task i of a generated script as SLURM would, with a fake `scontrol` that logs its args."""
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  (bin_dir / 'scontrol').write_text(f'#!/bin/bash\necho "$@" >> {tmp_path}/scontrol.log\n')
+  (bin_dir / 'scontrol').chmod(0o755)
+  root = tmp_path / 'sweep'
+  runs = [sweeps.Run('fine', 'c.py'), sweeps.Run('crash', 'c.py')]
+  script = tmp_path / 'sweep.sbatch'
+  script.write_text(sweeps.slurm_script(runs, str(root), ROOT, 'fake.py', command_fn=fake_trainer))
+  env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', SLURM_ARRAY_JOB_ID='77')
+
+  def start(i):
+    return subprocess.Popen(['bash', str(script)], env=dict(env, SLURM_ARRAY_TASK_ID=str(i)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return root, start
+
+
+def test_slurm_task_runs_its_run_once(tmp_path, slurm_task):
+  root, start = slurm_task
+  assert start(0).wait(timeout=60) == 0
+  assert sweeps.status(str(root / 'fine')) == 'done'
+  assert start(0).wait(timeout=60) == 0
+  log = (root / 'fine' / 'sweep.log').read_text()
+  assert 'task 77_0' in log and 'fine finished before; nothing to do' in log
+  assert len(calls(root)) == 1
+  assert start(1).wait(timeout=60) == 3  # the crash run fails once, then resumes
+  assert start(1).wait(timeout=60) == 0
+  assert [c['resumed'] for c in calls(root) if c['name'] == 'crash'] == [False, True]
+  assert start(2).wait(timeout=60) == 2
+
+
+def test_slurm_task_requeues_itself_near_the_time_limit(tmp_path, slurm_task):
+  root, start = slurm_task
+  slow = tmp_path / 'slow.py'
+  slow.write_text('import signal, sys, time\n'
+                  'signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n'
+                  'open(sys.argv[1], "w").close()\ntime.sleep(60)\n')
+  marker = tmp_path / 'running'
+  script = tmp_path / 'sweep.sbatch'
+  script.write_text(sweeps.slurm_script([sweeps.Run('slow', 'c.py')], str(root), ROOT, 'fake.py',
+                                        command_fn=lambda run, w: [sys.executable, str(slow), str(marker)]))
+  proc = start(0)
+  deadline = time.time() + 30
+  while not marker.exists() and time.time() < deadline:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGUSR1)
+  assert proc.wait(timeout=30) == 0
+  assert (tmp_path / 'scontrol.log').read_text().split() == ['requeue', '77_0']
+  log = (root / 'slow' / 'sweep.log').read_text()
+  assert 'time limit near: stopping slow and requeueing task 77_0' in log
+
+
+# Fig. 11: models matched to 1M parameters.
+
+def brute_force(count, target, lo, hi):
+  return min(abs(count(x) - target) for x in range(lo, hi + 1))
+
+
+def test_closest_matches_brute_force_on_monotone_functions():
+  rng = random.Random(0)
+  for _ in range(300):
+    lo = rng.randint(0, 5)
+    hi = lo + rng.randint(0, 60)
+    values, v = [], rng.randint(0, 100)
+    for _ in range(hi - lo + 1):
+      v += rng.choice([0, 0, 1, 3, 50, 1000])
+      values.append(v)
+    calls_made = []
+
+    def count(x):
+      calls_made.append(x)
+      return values[x - lo]
+    target = rng.randint(values[0] - 10, values[-1] + 10)
+    x = budget.closest(count, target, lo, hi)
+    assert len(set(calls_made)) <= 2 * (hi - lo).bit_length() + 2
+    assert lo <= x <= hi and abs(count(x) - target) == brute_force(count, target, lo, hi)
+  with pytest.raises(ValueError, match='empty range'):
+    budget.closest(lambda x: x, 3, 5, 4)
+
+
+def test_depth_maps_to_three_equal_blocks():
+  assert [budget.blocks_for_depth(l) for l in (28, 52, 76)] == [(8, 8, 8), (16, 16, 16), (24, 24, 24)]
+  with pytest.raises(ValueError, match='3 \\* n \\+ 4'):
+    budget.blocks_for_depth(30)
+
+
+@pytest.mark.parametrize('layers, growth_rate', [(28, 20), (28, 24), (52, 12)])
+def test_fig11_match_lands_near_1m(layers, growth_rate):
+  match = budget.fig11_match(layers, growth_rate)
+  assert abs(match.params / 1e6 - 1) < 0.03, match
+  below = budget.fig11_params(match.blocks, growth_rate, match.path - 1) if match.path > 1 else 0
+  above = budget.fig11_params(match.blocks, growth_rate, match.path + 1)
+  assert below <= match.params <= above
+  assert abs(match.params - 1e6) <= min(abs(below - 1e6), abs(above - 1e6))
+
+
+def test_fig11_params_grow_with_path_and_paths_shrink_with_growth():
+  params = [budget.fig11_params((8, 8, 8), 20, p) for p in (1, 3, 6, 11, 24)]
+  assert params == sorted(params) and params[0] < params[-1]
+  paths = [budget.fig11_match(28, k).path for k in (18, 20, 22, 24, 26)]
+  assert paths == sorted(paths, reverse=True)
+
+
+def test_fig11_sweep_keeps_models_near_1m(tmp_path):
+  r = sweep_cli('--sweep=configs/sweeps/fig11.py:layers=28', f'--workdir={tmp_path}', '--dry_run')
+  assert r.returncode == 0, r.stderr
+  names = [l.split('--workdir=')[1].split()[0].rsplit('/', 1)[1] for l in r.stdout.splitlines()[1:]]
+  assert [n.split('_path')[0] for n in names] == [f'cifar10_L28_k{k}' for k in (18, 20, 22, 24, 26)]
+  for line in r.stdout.splitlines()[1:]:
+    assert "'--config.model.blocks=(8,8,8)'" in line and '--config.model.path=' in line
+
+
+# The real trainer: two digits runs at once on CPU, then skipped.
+
+def test_digits_sweep_runs_concurrently_then_skips(tmp_path):
+  args = ('--sweep=configs/sweeps/digits.py', f'--workdir={tmp_path}', '--max_parallel=2')
+  r = sweep_cli(*args)
+  assert r.returncode == 0, r.stdout + r.stderr
+  events = [line.split()[0] for line in r.stdout.splitlines()[1:5]]
+  assert events == ['start', 'start', 'ok', 'ok'], r.stdout
+  for seed in (0, 1):
+    workdir = tmp_path / f'digits_num_epochs1_seed{seed}'
+    config = json.loads((workdir / 'config.json').read_text())
+    assert config['seed'] == seed and config['num_epochs'] == 1
+    assert sweeps.final_row(str(workdir))['eval_accuracy'] > 0.3
+  metrics = {p: p.read_text() for p in tmp_path.glob('*/metrics.jsonl')}
+
+  again = sweep_cli(*args)
+  assert again.returncode == 0, again.stdout + again.stderr
+  assert again.stdout.count('finished before') == 2 and 'start' not in again.stdout
+  assert {p: p.read_text() for p in tmp_path.glob('*/metrics.jsonl')} == metrics
