@@ -1,0 +1,83 @@
+"""Models matched to a parameter budget: the paper's Fig. 11 picks each model's `path` so that every
+(depth, growth rate) pair has about 1M parameters, which isolates depth against width.
+
+Depth follows the DenseNet convention for a network without bottlenecks: L = 3 * layers_per_block + 4
+(the stem, two transitions and the classifier are the 4), so L = 28, 52, 76 are 8-8-8, 16-16-16 and
+24-24-24 basic SparseNet layers. Only basic SparseNet reaches 1M at every depth the paper names:
+with bottlenecks (L = 6 * layers_per_block + 4) the 28-layer model tops out near 0.5M even when dense.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple, Optional, Tuple
+
+from sparsenet_jax import counting
+from sparsenet_jax import presets
+
+FIG11_PRESET = 'sparsenet_v1'
+FIG11_TARGET = 1_000_000
+
+
+class Match(NamedTuple):
+  """A budget-matched model: its hyperparameters and how close it lands."""
+  layers: int
+  growth_rate: int
+  blocks: Tuple[int, ...]
+  path: int
+  params: int
+
+
+def closest(count: Callable[[int], int], target: int, lo: int, hi: int) -> int:
+  """An x in [lo, hi] whose count(x) is nearest `target`, for a non-decreasing `count`.
+
+  Each call of the real `count` is an abstract init of a model (up to a second for 76 layers), so
+  the search alternates interpolation steps (params grow almost linearly with path) with bisection
+  steps (which bound the worst case at twice bisection's O(log(hi - lo)) calls).
+  """
+  if lo > hi:
+    raise ValueError(f'empty range [{lo}, {hi}]')
+  c_lo, c_hi = count(lo), count(hi)
+  if c_hi <= target:
+    return hi
+  if c_lo >= target:
+    return lo
+  interpolate = True
+  while hi - lo > 1:  # c_lo < target < c_hi
+    if interpolate:
+      mid = min(max(lo + (target - c_lo) * (hi - lo) // (c_hi - c_lo), lo + 1), hi - 1)
+    else:
+      mid = (lo + hi) // 2
+    interpolate = not interpolate
+    c = count(mid)
+    if c == target:
+      return mid
+    if c < target:
+      lo, c_lo = mid, c
+    else:
+      hi, c_hi = mid, c
+  return lo if target - c_lo <= c_hi - target else hi
+
+
+def blocks_for_depth(layers: int) -> Tuple[int, int, int]:
+  """Three equal blocks of basic layers: L = 3 * n + 4."""
+  if layers < 7 or (layers - 4) % 3:
+    raise ValueError(f'depth must be 3 * n + 4 with n >= 1, got {layers}')
+  n = (layers - 4) // 3
+  return (n, n, n)
+
+
+@functools.lru_cache(maxsize=None)
+def fig11_params(blocks: Tuple[int, ...], growth_rate: int, path: Optional[int]) -> int:
+  """Trainable parameters of one Fig. 11 model (10 classes), cached: the solver revisits endpoints."""
+  model = presets.build(FIG11_PRESET, blocks=blocks, growth_rate=growth_rate, path=path)
+  return counting.param_count(model)
+
+
+def fig11_match(layers: int, growth_rate: int, target: int = FIG11_TARGET) -> Match:
+  """The path that brings basic SparseNet of this depth and growth rate closest to `target` params.
+
+  A path of sum(blocks) or more reads every group everywhere, so that is the dense end of the range.
+  """
+  blocks = blocks_for_depth(layers)
+  path = closest(lambda p: fig11_params(blocks, growth_rate, p), target, 1, sum(blocks))
+  return Match(layers, growth_rate, blocks, path, fig11_params(blocks, growth_rate, path))
