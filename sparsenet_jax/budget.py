@@ -9,7 +9,7 @@ with bottlenecks (L = 6 * layers_per_block + 4) the 28-layer model tops out near
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 from sparsenet_jax import counting
 from sparsenet_jax import presets
@@ -73,11 +73,28 @@ def fig11_params(blocks: Tuple[int, ...], growth_rate: int, path: Optional[int])
   return counting.param_count(model)
 
 
-def fig11_match(layers: int, growth_rate: int, target: int = FIG11_TARGET) -> Match:
+def fig11_match(layers: int, growth_rate: int, target: int = FIG11_TARGET,
+                max_path: Optional[int] = None) -> Match:
   """The path that brings basic SparseNet of this depth and growth rate closest to `target` params.
 
-  A path of sum(blocks) or more reads every group everywhere, so that is the dense end of the range.
+  A path of sum(blocks) reads every group everywhere (dense), so the search never goes beyond it;
+  `max_path` narrows the search when the answer is known to be no larger.
   """
   blocks = blocks_for_depth(layers)
-  path = closest(lambda p: fig11_params(blocks, growth_rate, p), target, 1, sum(blocks))
+  hi = sum(blocks) if max_path is None else min(max_path, sum(blocks))
+  path = closest(lambda p: fig11_params(blocks, growth_rate, p), target, 1, hi)
   return Match(layers, growth_rate, blocks, path, fig11_params(blocks, growth_rate, path))
+
+
+def fig11_matches(layers: int, growth_rates: Sequence[int], target: int = FIG11_TARGET) -> List[Match]:
+  """`fig11_match` for each growth rate, the later searches bounded by the earlier answers.
+
+  Parameters grow with the growth rate at a fixed path, so a wider model crosses `target` at a path no
+  larger than a narrower one does, and that crossing is at most one past the narrower model's answer.
+  """
+  matches = {}
+  bound = None
+  for k in sorted(growth_rates):
+    matches[k] = fig11_match(layers, k, target, bound)
+    bound = matches[k].path + 1
+  return [matches[k] for k in growth_rates]

@@ -448,8 +448,9 @@ def test_fig11_match_lands_near_1m(layers, growth_rate):
 def test_fig11_params_grow_with_path_and_paths_shrink_with_growth():
   params = [budget.fig11_params((8, 8, 8), 20, p) for p in (1, 3, 6, 11, 24)]
   assert params == sorted(params) and params[0] < params[-1]
-  paths = [budget.fig11_match(28, k).path for k in (18, 20, 22, 24, 26)]
-  assert paths == sorted(paths, reverse=True)
+  matches = [budget.fig11_match(28, k) for k in (16, 18, 20, 22, 24, 26)]
+  assert [m.path for m in matches] == sorted((m.path for m in matches), reverse=True)
+  assert budget.fig11_matches(28, (16, 18, 20, 22, 24, 26)) == matches  # the bounded search agrees
 
 
 def test_fig11_sweep_keeps_models_near_1m(tmp_path):
