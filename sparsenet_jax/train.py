@@ -111,7 +111,9 @@ def make_train_step(model, tx, schedule, mesh, mean, std, augment_kind: str):
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
       return loss, (logits, updates['batch_stats'])
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    # Differentiate a per-device copy of the parameters, then average: pmap's gradient semantics.
+    params = jax.lax.pcast(state.params, 'data', to='varying')
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     grads = jax.lax.pmean(grads, 'data')
     # Averaging each device's running statistics every step equals averaging them once at the end
     # (they are linear in the batch statistics), and keeps the state replicated.
