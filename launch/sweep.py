@@ -37,7 +37,7 @@ def main(argv):
       raise ValueError(f'unexpected arguments: {" ".join(argv[1:])}')
     if not FLAGS.sweep or not FLAGS.workdir:
       raise ValueError('--sweep and --workdir are required')
-    runs = sweeps.select(sweeps.load(FLAGS.sweep), FLAGS.only)
+    runs = sweeps.select(sweeps.load(sweep_file(FLAGS.sweep)), FLAGS.only)
     sweeps.check_configs(runs, REPO)
     root = os.path.abspath(FLAGS.workdir)
     if FLAGS.slurm:
@@ -58,6 +58,14 @@ def main(argv):
   print('\n'.join(sweeps.summary(runs, root, results)))
   if any(r.outcome == 'failed' for r in results.values()):
     sys.exit(1)
+
+
+def sweep_file(spec):
+  """configs/sweeps/... works from any directory: a path that is not there is tried in the repository."""
+  path, colon, arg = spec.partition(':')
+  if not os.path.exists(path) and os.path.exists(os.path.join(REPO, path)):
+    return os.path.join(REPO, path) + colon + arg
+  return spec
 
 
 def dry_run(runs, root):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import collections
 import importlib.util
+import inspect
 import itertools
 import json
 import os
@@ -143,10 +144,10 @@ def load(spec: str) -> List[Run]:
   if not callable(getattr(module, 'get_sweep', None)):
     raise ValueError(f'{path} defines no get_sweep()')
   try:
-    result = module.get_sweep(**params)
+    inspect.signature(module.get_sweep).bind(**params)
   except TypeError as e:
-    raise ValueError(f'{path}: {e}') from None
-  return validate(result)
+    raise ValueError(f'{path}: get_sweep() takes no such parameters: {e}') from None
+  return validate(module.get_sweep(**params))
 
 
 def validate(result: Any) -> List[Run]:
