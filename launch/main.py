@@ -66,5 +66,32 @@ def main(argv):
     sys.exit(143)
 
 
+def _one_line(text: str) -> str:
+  """The informative line of a possibly multi-line error (config_flags wraps the cause in a traceback)."""
+  lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+  causes = [l for l in lines if 'Error:' in l and not l.startswith('File ')]
+  return (causes[-1] if causes else lines[0]) if lines else text
+
+
+def parse_flags(argv):
+  """absl's parsing, but a bad flag or config override is one line and exit 2, not a traceback."""
+  for a in argv:
+    if a.startswith('--config=') and not os.path.isfile(a[len('--config='):].split(':')[0]):
+      print(f'config error: config file {a[len("--config="):].split(":")[0]} not found', file=sys.stderr)
+      sys.exit(2)
+  try:
+    rest = FLAGS(argv)
+    FLAGS.config.get('model')  # config_flags defers load errors (a missing file) to first access
+    return rest
+  except (AttributeError, KeyError) as e:  # an override of a field the config does not have
+    key = str(e).strip('\'" ')
+    culprit = next((a for a in argv if a.startswith('--config.') and key in a), None)
+    message = f'unknown config field {key!r}' + (f' in {culprit}' if culprit else '')
+  except Exception as e:  # flags.Error, and whatever a config file raises
+    message = _one_line(str(e)) if isinstance(e, flags.Error) else f'{type(e).__name__}: {_one_line(str(e))}'
+  print(f'config error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
