@@ -6,7 +6,8 @@ and `seeds`. A run's state lives only in its workdir (`metrics.jsonl` ends with 
 once finished), so a sweep started again skips finished runs and resumes interrupted ones: the command
 is the same and `launch/main.py` resumes from the latest checkpoint.
 
-Pure Python: the sweep process never imports JAX, so it holds no accelerator its runs need.
+Pure Python, no JAX: the sweep process starts no accelerator backend, so it holds nothing its runs need
+(a sweep file may import JAX to count parameters; `jax.eval_shape` starts no backend either).
 """
 from __future__ import annotations
 
