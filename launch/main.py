@@ -26,7 +26,30 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes if possibl
                   'checkpoint on the configured test split.')
 flags.DEFINE_string('compilation_cache', os.path.expanduser('~/.cache/sparsenet_jax/xla'),
                     'Persistent XLA compilation cache directory ("" disables it).')
+flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0. Without it, JAX '
+                    'detects SLURM and TPU-pod launches by itself.')
+flags.DEFINE_integer('num_processes', None, 'Multi-host: how many processes train together.')
+flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0 .. num_processes - 1.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _cluster_detected() -> bool:
+  """A multi-process launch JAX's auto-detection understands (SLURM with several tasks, TPU pods)."""
+  return (int(os.environ.get('SLURM_NTASKS', '1')) > 1 and 'SLURM_JOB_ID' in os.environ) or bool(
+      os.environ.get('TPU_WORKER_HOSTNAMES', '').count(','))
+
+
+def initialize_distributed(jax) -> None:
+  """JAX's own multi-process runtime: explicit flags, or auto-detection under SLURM / on TPU pods."""
+  explicit = FLAGS.coordinator_address is not None or (FLAGS.num_processes or 1) > 1
+  if not explicit and not _cluster_detected():
+    return
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU runs; GPUs/TPUs use their own
+  if explicit:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  else:
+    jax.distributed.initialize()
 
 
 def main(argv):
@@ -36,6 +59,7 @@ def main(argv):
   if FLAGS.compilation_cache:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache)
   logging.set_verbosity(logging.WARNING)
+  initialize_distributed(jax)
 
   from sparsenet_jax import checkpoints
   from sparsenet_jax import config_validation

@@ -93,8 +93,10 @@ def create_train_state(seed: int, model, tx, image_shape, mesh, abstract: bool =
 
 
 def make_mesh() -> jax.sharding.Mesh:
-  """A 1-D `data` mesh over every device of every process."""
-  return jax.make_mesh((jax.device_count(),), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+  """A 1-D `data` mesh over every device of every process, in process order, so that process p's
+  devices hold the p-th slice of each global batch (what `Feeder` hands them)."""
+  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+  return jax.sharding.Mesh(np.array(devices), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""Two processes on localhost (JAX's distributed runtime, gloo CPU collectives, one CPU device each)
+train together and match one process with two devices."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from conftest import ROOT
+from configs import digits
+from sparsenet_jax import checkpoints
+from sparsenet_jax import train
+
+ARGS = ['--config=' + os.path.join(ROOT, 'configs', 'digits.py'), '--config.model.growth_rate=4',
+        '--config.model.blocks=(2,3)', '--config.model.path=2', '--config.num_train_steps=8',
+        '--config.log_every_steps=4', '--config.eval_batch_size=100']
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _main(workdir, devices, *extra):
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}' if devices > 1 else '')
+  return subprocess.Popen([sys.executable, os.path.join(ROOT, 'launch', 'main.py'), *ARGS,
+                           f'--workdir={workdir}', *extra], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def _rows(workdir):
+  return [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+
+
+def _params(workdir):
+  """Restored onto this process's devices (the checkpoint's own devices do not exist here)."""
+  config = digits.get_config()
+  config.model.growth_rate, config.model.blocks, config.model.path = 4, (2, 3), 2
+  model = train.build_model(config, 10)
+  tx, _ = train.make_optimizer(config, 23)
+  target = train.create_train_state(0, model, tx, (8, 8, 1), train.make_mesh(), abstract=True)
+  state, _ = checkpoints.restore(checkpoints.manager(str(workdir), read_only=True), target, {})
+  return state.params
+
+
+def test_two_processes_equal_one_process_with_two_devices(tmp_path):
+  port = _free_port()
+  procs = [_main(tmp_path / 'multi', 1, f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+                 f'--process_id={i}') for i in range(2)]
+  single = _main(tmp_path / 'single', 2)
+  for p in procs + [single]:
+    out, _ = p.communicate(timeout=400)
+    assert p.returncode == 0, out[-3000:]
+
+  multi, one = _rows(tmp_path / 'multi'), _rows(tmp_path / 'single')
+  assert len(multi) == len(one) == 3  # process 1 wrote nothing: one record per run
+  for a, b in zip(multi, one):
+    for key in ('step', 'train_loss', 'train_accuracy', 'eval_loss', 'eval_accuracy', 'num_examples'):
+      if key in b:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5)
+  assert multi[-1]['num_examples'] == 297  # each example evaluated once across the two processes
+  for x, y in zip(jax.tree.leaves(_params(tmp_path / 'multi')), jax.tree.leaves(_params(tmp_path / 'single'))):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-5)
