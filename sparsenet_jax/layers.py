@@ -1,11 +1,11 @@
 """The building blocks of SparseNet and DenseNet (SPEC section 2), as Flax linen modules.
 
 Every module takes `train` to switch BatchNorm between batch statistics and running averages,
-and `dtype` for the compute precision (parameters stay float32).
+and `dtype` for the compute precision (parameters and BatchNorm statistics stay float32).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -43,24 +43,35 @@ class _Base(nn.Module):
                    kernel_init=conv_init, dtype=self.dtype, name=name)
 
 
+def join(x: Union[Any, Sequence[Any]]):
+  """The layer input from its groups.
+
+  Layers concatenate their own input so that under `nn.remat` the concatenation is recomputed too:
+  only the groups, which later layers keep anyway, are stored for the backward pass.
+  """
+  if isinstance(x, (list, tuple)):
+    return x[0] if len(x) == 1 else jnp.concatenate(x, axis=-1)
+  return x
+
+
 class BasicLayer(_Base):
-  """BN-ReLU-3x3 conv to `growth_rate` channels."""
+  """BN-ReLU-3x3 conv to `growth_rate` channels; `x` is an array or a sequence of groups."""
   growth_rate: int = 12
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = nn.relu(self.norm('bn1')(x, train))
+    x = nn.relu(self.norm('bn1')(join(x), train))
     return self.conv(self.growth_rate, 3, 'conv1')(x)
 
 
 class BottleneckLayer(_Base):
-  """BN-ReLU-1x1 conv (4k)-BN-ReLU-3x3 conv (k): the "b" of DenseNet-BC and SparseNet-bc."""
+  """BN-ReLU-1x1 conv (4k)-BN-ReLU-3x3 conv (k), the "b" of DenseNet-BC; `x` as in BasicLayer."""
   growth_rate: int = 12
   width: int = 4
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = nn.relu(self.norm('bn1')(x, train))
+    x = nn.relu(self.norm('bn1')(join(x), train))
     x = self.conv(self.width * self.growth_rate, 1, 'conv1')(x)
     x = nn.relu(self.norm('bn2')(x, train))
     return self.conv(self.growth_rate, 3, 'conv2')(x)

@@ -3,12 +3,18 @@
 A block keeps its features as a list of groups (`growth_rate` channels each, the block input cut into
 groups when its width allows) and every layer reads the groups its row of the static connection table
 names (`connectivity.block_table`). The transition and the head read what a next layer would read.
+
+With `scan=True` the capped layers of a block (its steady state, SPEC section 1) run as one `nn.scan`:
+the far groups are a loop constant and the near groups a window that slides by one group per layer.
+Compile time then no longer grows with depth. `to_scanned` / `to_unrolled` move variables between
+the two layouts, which compute the same function.
 """
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from sparsenet_jax import connectivity
@@ -59,8 +65,68 @@ def split_groups(x, input_groups: int) -> List[Any]:
 
 
 def gather(groups: Sequence[Any], row: Sequence[int]):
-  picked = [groups[g] for g in row]
-  return picked[0] if len(picked) == 1 else jnp.concatenate(picked, axis=-1)
+  return layers.join([groups[g] for g in row])
+
+
+def steady_layers(plan: BlockPlan, path: Optional[int]) -> range:
+  """The block's capped layers: same input width, fixed far prefix, sliding near window."""
+  num_layers = len(plan.table)
+  return range(connectivity.first_capped_layer(plan.input_groups, num_layers, path), num_layers)
+
+
+# static_argnums counts self: `train` is argument 2 of __call__(self, x, train).
+_REMAT = {cls: nn.remat(cls, static_argnums=(2,)) for cls in (layers.BasicLayer, layers.BottleneckLayer)}
+
+
+class LayerSpec(NamedTuple):
+  """What all layers of a network share, so the unrolled and the scanned forms build the same layer."""
+  growth_rate: int
+  bottleneck: bool
+  attention: Optional[str]
+  se_reduction: int
+  conv_bias: bool
+  bn_momentum: float
+  bn_epsilon: float
+  axis_name: Optional[str]
+  dtype: Any
+  remat: bool
+
+  def build(self, name: str):
+    """The layer named `name` (recomputed in the backward pass when `remat`) and its attention or None.
+
+    Call inside a compact method: the modules belong to the module being called.
+    """
+    common = dict(conv_bias=self.conv_bias, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+                  axis_name=self.axis_name, dtype=self.dtype)
+    cls = layers.BottleneckLayer if self.bottleneck else layers.BasicLayer
+    if self.remat:
+      cls = _REMAT[cls]
+    layer = cls(growth_rate=self.growth_rate, **common, name=name)
+    if self.attention == 'paper':
+      return layer, layers.Attention(**common, name=name + '_attention')
+    if self.attention == 'se':
+      return layer, layers.SqueezeExcite(self.se_reduction, self.dtype, name=name + '_se')
+    return layer, None
+
+
+class SteadyLayer(nn.Module):
+  """One capped layer as a scan step: reads [far prefix, near window] and slides the window one group.
+
+  The window keeps its groups oldest first, the order the unrolled layer's weights expect; with
+  `near=0` it is empty and stays empty (the layer's output is read by nobody in the block).
+  """
+  spec: LayerSpec
+  train: bool
+
+  @nn.compact
+  def __call__(self, window, prefix):
+    layer, attn = self.spec.build('layer')
+    h = layer([p for p in (prefix, window) if p.shape[-1]], self.train)
+    if attn is not None:
+      h = attn(h, self.train)
+    if window.shape[-1]:
+      window = jnp.concatenate([window[..., self.spec.growth_rate:], h], axis=-1)
+    return window, None
 
 
 class SparseNet(nn.Module):
@@ -77,6 +143,9 @@ class SparseNet(nn.Module):
     conv_bias: biases on every conv (the authors' SparseNet code) or none (DenseNet).
     stem_relu: ReLU after the stem conv (SparseNet) or not (DenseNet).
     stem_features: stem conv width; None is 2 * growth_rate.
+    dtype: compute precision, e.g. jnp.bfloat16; parameters, BN statistics and logits stay float32.
+    scan: run each block's capped layers as one `nn.scan` (a no-op for DenseNet, which has none).
+    remat: recompute every layer, its input concatenation included, in the backward pass.
   """
   growth_rate: int = 12
   blocks: Sequence[int] = (8, 12, 16)
@@ -94,22 +163,16 @@ class SparseNet(nn.Module):
   bn_epsilon: float = 1e-3
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  scan: bool = False
+  remat: bool = False
 
   def _common(self):
     return dict(conv_bias=self.conv_bias, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
                 axis_name=self.axis_name, dtype=self.dtype)
 
-  def _layer(self, name):
-    k = self.growth_rate
-    layer = (layers.BottleneckLayer if self.bottleneck else layers.BasicLayer)(
-        growth_rate=k, **self._common(), name=name)
-    if self.attention == 'paper':
-      attn = layers.Attention(**self._common(), name=name + '_attention')
-    elif self.attention == 'se':
-      attn = layers.SqueezeExcite(self.se_reduction, self.dtype, name=name + '_se')
-    else:
-      attn = None
-    return layer, attn
+  def _spec(self) -> LayerSpec:
+    return LayerSpec(self.growth_rate, self.bottleneck, self.attention, self.se_reduction, self.conv_bias,
+                     self.bn_momentum, self.bn_epsilon, self.axis_name, self.dtype, self.remat)
 
   def plans(self) -> Tuple[BlockPlan, ...]:
     return block_plans(self.growth_rate, self.blocks, self.path, self.near, self.compression,
@@ -124,15 +187,20 @@ class SparseNet(nn.Module):
     x = stem(x)
     if self.stem_relu:
       x = nn.relu(x)
+    spec = self._spec()
     for b, plan in enumerate(self.plans()):
       groups = split_groups(x, plan.input_groups)
-      for i, row in enumerate(plan.table):
-        layer, attn = self._layer(f'block{b + 1}_layer{i + 1}')
-        h = layer(gather(groups, row), train)
+      steady = steady_layers(plan, self.path) if self.scan else range(0)
+      for i, row in enumerate(plan.table[:len(plan.table) - len(steady)]):
+        layer, attn = spec.build(f'block{b + 1}_layer{i + 1}')
+        h = layer([groups[g] for g in row], train)
         if attn is not None:
           h = attn(h, train)
         groups.append(h)
-      x = gather(groups, plan.output_sources)
+      if steady:
+        x = self._scan_block(spec, groups, len(steady), b, train)
+      else:
+        x = gather(groups, plan.output_sources)
       if plan.transition_width is not None:
         x = layers.Transition(features=plan.transition_width, **self._common(),
                               name=f'transition{b + 1}')(x, train)
@@ -141,6 +209,60 @@ class SparseNet(nn.Module):
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(x)
     return x.astype(jnp.float32)
+
+  def _scan_block(self, spec, groups, length, b, train):
+    """Runs a block's `length` capped layers after `groups`; returns what the transition reads."""
+    near = connectivity.default_near(self.path) if self.near is None else self.near
+    far = self.path + 2 - near
+    empty = groups[0][..., :0]
+    prefix = layers.join(groups[:far]) if far else empty
+    window = layers.join(groups[len(groups) - near:]) if near else empty
+    scan = nn.scan(SteadyLayer, variable_axes={'params': 0, 'batch_stats': 0},
+                   split_rngs={'params': True}, in_axes=nn.broadcast, length=length)
+    window, _ = scan(spec, train, name=f'block{b + 1}_steady')(window, prefix)
+    return layers.join([p for p in (prefix, window) if p.shape[-1]])
+
+
+def _steady_names(model: SparseNet):
+  """(scanned module name, the unrolled layer names it stacks) for every block with a steady state."""
+  for b, plan in enumerate(model.plans()):
+    steady = steady_layers(plan, model.path)
+    if steady:
+      yield f'block{b + 1}_steady', [f'block{b + 1}_layer{i + 1}' for i in steady]
+
+
+def _suffixes(collection: Mapping[str, Any], name: str) -> List[str]:
+  """'' for the layer itself, '_attention' / '_se' for its attention: what `LayerSpec.build` adds."""
+  return [key[len(name):] for key in collection if key == name or key.startswith(name + '_')]
+
+
+def to_scanned(model: SparseNet, variables: Mapping[str, Any]) -> Dict[str, Any]:
+  """Variables of the unrolled `model` (params, batch_stats, ...) in the layout of `scan=True`."""
+  out = {}
+  for col, tree in variables.items():
+    tree = dict(tree)
+    for scanned, names in _steady_names(model):
+      stacked = {}
+      for suffix in _suffixes(tree, names[0]):
+        stacked['layer' + suffix] = jax.tree.map(lambda *xs: jnp.stack(xs),
+                                                 *[tree.pop(n + suffix) for n in names])
+      if stacked:
+        tree[scanned] = stacked
+    out[col] = tree
+  return out
+
+
+def to_unrolled(model: SparseNet, variables: Mapping[str, Any]) -> Dict[str, Any]:
+  """Variables of the scanned `model` in the layout of `scan=False`: the inverse of `to_scanned`."""
+  out = {}
+  for col, tree in variables.items():
+    tree = dict(tree)
+    for scanned, names in _steady_names(model):
+      for key, stacked in dict(tree.pop(scanned, {})).items():
+        for i, n in enumerate(names):
+          tree[n + key[len('layer'):]] = jax.tree.map(lambda x, i=i: x[i], stacked)
+    out[col] = tree
+  return out
 
 
 HYPERPARAMETERS = tuple(f for f in SparseNet.__dataclass_fields__ if f not in ('parent', 'name'))
@@ -159,6 +281,9 @@ def validate(hp) -> None:
     positive('blocks', b)
   positive('num_classes', hp.get('num_classes', 10))
   positive('se_reduction', hp.get('se_reduction', 8))
+  for name in ('bottleneck', 'conv_bias', 'stem_relu', 'scan', 'remat'):
+    if not isinstance(hp.get(name, False), bool):
+      raise ValueError(f'{name} must be True or False, got {hp[name]!r}')
   if hp.get('stem_features') is not None:
     positive('stem_features', hp['stem_features'])
   if hp.get('attention') not in ATTENTIONS:

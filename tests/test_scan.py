@@ -1,0 +1,140 @@
+"""The scanned steady state, remat and bf16 compute the same function as the plain unrolled fp32 model.
+
+Variables come from `eval_shape` filled with random numbers: an eager `init` costs more than the checks.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sparsenet_jax import counting
+from sparsenet_jax import network
+from sparsenet_jax import presets
+
+TINY = dict(growth_rate=4, blocks=(7,), path=3, num_classes=5)  # layers 5-7 are capped
+VARIANTS = {
+    'bc_attention_two_blocks': dict(blocks=(5, 4), bottleneck=True, attention='paper'),
+    'basic_near0': dict(near=0),  # no window: capped layers read only the far groups
+    'se_all_near': dict(near=5, attention='se'),  # near = path + 2: no far prefix
+    'capped_from_layer1': dict(stem_features=32),  # 8 input groups > path + 2: the whole block scans
+}
+
+
+def _batch():
+  x = jax.random.normal(jax.random.key(0), (3, 16, 16, 3))
+  return x, jnp.arange(3) % 5
+
+
+def _variables(model, x):
+  """Random weights and BN statistics (positive variances) in `model`'s layout."""
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  leaves, treedef = jax.tree.flatten_with_path(shapes)
+  rng = np.random.default_rng(0)
+  values = [rng.uniform(0.5, 1.5, s.shape) if jax.tree_util.keystr(p).endswith("'var']")
+            else rng.normal(0, 0.3, s.shape) for p, s in leaves]
+  return jax.tree.unflatten(treedef, [jnp.asarray(v, jnp.float32) for v in values])
+
+
+def _train_step(model, x, y):
+  def loss(params, batch_stats):
+    logits, updates = model.apply({'params': params, 'batch_stats': batch_stats}, x, train=True,
+                                  mutable=['batch_stats'])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, updates)
+  return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
+def _close(a, b, rtol=1e-4, atol=1e-5):
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=atol),
+               a, b)
+
+
+def _forward(model, x):
+  return jax.jit(lambda v: model.apply(v, x, train=True, mutable=['batch_stats']))
+
+
+@pytest.mark.parametrize('variant', sorted(VARIANTS))
+def test_scan_matches_unrolled(variant):
+  """Logits and BN statistics of a training forward pass; the wiring of the carry is what can go wrong."""
+  hp = {**TINY, **VARIANTS[variant]}
+  unrolled, scanned = network.make(**hp), network.make(**hp, scan=True)
+  x, _ = _batch()
+  v = _variables(unrolled, x)
+  vs = network.to_scanned(unrolled, v)
+  assert jax.tree.structure(vs) == jax.tree.structure(jax.eval_shape(lambda: scanned.init(jax.random.key(0), x)))
+  assert any(k.endswith('_steady') for k in vs['params'])
+  logits, updates = _forward(unrolled, x)(v)
+  logits_s, updates_s = _forward(scanned, x)(vs)
+  _close(logits, logits_s)
+  _close(updates, network.to_unrolled(unrolled, updates_s))
+
+
+def test_scan_gradients_match_unrolled():
+  hp = {**TINY, **VARIANTS['bc_attention_two_blocks']}
+  unrolled, scanned = network.make(**hp), network.make(**hp, scan=True)
+  x, y = _batch()
+  v = _variables(unrolled, x)
+  vs = network.to_scanned(unrolled, v)
+  (loss, _), grads = _train_step(unrolled, x, y)(v['params'], v['batch_stats'])
+  (loss_s, _), grads_s = _train_step(scanned, x, y)(vs['params'], vs['batch_stats'])
+  _close(loss, loss_s)
+  _close(grads, network.to_unrolled(unrolled, {'params': grads_s})['params'])
+
+
+def test_scan_is_a_no_op_for_densenet():
+  hp = dict(TINY, path=None, bottleneck=True, compression='half')
+  x, _ = _batch()
+  shapes = [jax.eval_shape(lambda: network.make(**hp, scan=s).init(jax.random.key(0), x)) for s in (False, True)]
+  assert jax.tree.structure(shapes[0]) == jax.tree.structure(shapes[1])
+
+
+def test_scan_in_eval_mode_uses_the_running_statistics():
+  hp = {**TINY, 'bottleneck': True}
+  unrolled, scanned = network.make(**hp), network.make(**hp, scan=True)
+  x, _ = _batch()
+  v = _variables(unrolled, x)
+  _close(jax.jit(unrolled.apply)(v, x), jax.jit(scanned.apply)(network.to_scanned(unrolled, v), x))
+
+
+def test_layouts_round_trip_exactly():
+  model = network.make(**TINY, bottleneck=True, attention='paper')
+  v = _variables(model, _batch()[0])
+  back = network.to_unrolled(model, network.to_scanned(model, v))
+  assert jax.tree.structure(back) == jax.tree.structure(v)
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(v)))
+
+
+@pytest.mark.parametrize('name', [n for n in presets.names() if n.endswith('_v1')] + ['sparsenet_abc_v4'])
+def test_scan_keeps_parameter_counts(name):
+  assert counting.param_count(presets.build(name, scan=True)) == counting.param_count(presets.build(name))
+
+
+@pytest.mark.parametrize('hp', [dict(blocks=(4,), path=None, bottleneck=True, compression='half'),
+                                dict(blocks=(6,), bottleneck=True, scan=True)], ids=['densenet', 'scanned'])
+def test_remat_gives_the_same_loss_and_gradients(hp):
+  hp = {**TINY, **hp}
+  x, y = _batch()
+  plain = network.make(**hp)
+  v = _variables(plain, x)
+  (loss, _), grads = _train_step(plain, x, y)(v['params'], v['batch_stats'])
+  (loss_r, _), grads_r = _train_step(network.make(**hp, remat=True), x, y)(v['params'], v['batch_stats'])
+  _close(loss, loss_r)
+  _close(grads, grads_r)
+
+
+def test_bf16_computes_in_bf16_and_keeps_fp32_state():
+  hp = {**TINY, 'blocks': (6,), 'bottleneck': True, 'attention': 'paper'}
+  x, y = _batch()
+  bf16, fp32 = network.make(**hp, dtype=jnp.bfloat16), network.make(**hp)
+  v = _variables(bf16, x)
+  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(jax.eval_shape(lambda: bf16.init(jax.random.key(0), x))))
+  (loss, (logits, updates)), grads = jax.eval_shape(_train_step(bf16, x, y), v['params'], v['batch_stats'])
+  assert logits.dtype == jnp.float32 and loss.dtype == jnp.float32
+  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((grads, updates)))
+  assert 'bf16[3,16,16,4]' in str(jax.make_jaxpr(lambda v: bf16.apply(v, x))(v))  # a layer's output
+
+  def loss_fn(model):
+    logits, _ = model.apply(v, x, train=True, mutable=['batch_stats'])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+  assert float(jax.jit(loss_fn, static_argnums=0)(bf16)) == pytest.approx(
+      float(jax.jit(loss_fn, static_argnums=0)(fp32)), rel=2e-2)
