@@ -1,0 +1,198 @@
+r"""Throughput, compile time and peak memory of one model's train or eval step, on synthetic data.
+
+  python launch/bench.py --model=densenet_bc_100 --batch_size=64 --steps=10 --json
+  python launch/bench.py --model=sparsenet_abc_v4 --scan --steps=0   # compile time and memory only
+  python launch/bench.py --model=densenet_bc_190 --remat --steps=0
+  python launch/bench.py --model=sparsenet_bc_v1 --sweep_depth=8,16,24 --steps=0 \
+      --plot=docs/memory_vs_depth.png           # every --sweep_models at 3 blocks of each depth
+
+The train step is the paper's: softmax cross-entropy, L2 weight decay 1e-4 added to the gradient (as
+PyTorch's SGD does), SGD with Nesterov momentum 0.9, BatchNorm statistics updated, the train state
+donated. Compilation (trace, lowering, XLA) is excluded from the timing and reported as `compile_seconds`.
+The persistent compilation cache is on, but by default only after the first step compile, so that number
+is a real compile (`--nocold_compile` lets it load from the cache; `compile_cache_hit` says if it did).
+Every step is timed to completion (`block_until_ready`); the median step is reported.
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+from absl import app
+from absl import flags
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+from sparsenet_jax import counting  # noqa: E402
+from sparsenet_jax import presets  # noqa: E402
+
+flags.DEFINE_string('model', 'densenet_bc_100', 'A preset name.')
+flags.DEFINE_list('blocks', None, 'Override the layers per block, e.g. 12,12,12.')
+flags.DEFINE_integer('batch_size', 64, 'Images per step.')
+flags.DEFINE_integer('steps', 10, 'Timed steps after one warm-up step; 0 compiles only.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'Which step to time.')
+flags.DEFINE_enum('precision', 'fp32', ['fp32', 'bf16'], 'Compute precision; parameters stay fp32.')
+flags.DEFINE_bool('remat', False, 'Recompute every layer in the backward pass.')
+flags.DEFINE_bool('scan', False, 'Run the capped layers of each block as one scan.')
+flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
+flags.DEFINE_integer('image_size', 32, 'Input height and width.')
+flags.DEFINE_string('compilation_cache_dir', os.path.expanduser('~/.cache/sparsenet_jax/xla'),
+                    'JAX persistent compilation cache; empty disables it.')
+flags.DEFINE_bool('cold_compile', True, 'Time the step compile with the persistent cache bypassed.')
+flags.DEFINE_list('sweep_depth', None, 'Layers per block to sweep (3 equal blocks each), e.g. 8,16,24.')
+flags.DEFINE_list('sweep_models', ['sparsenet_bc_v1', 'densenet_bc_100'], 'Presets of --sweep_depth.')
+flags.DEFINE_string('plot', None, 'With --sweep_depth: write peak memory (and speed) vs depth here.')
+flags.DEFINE_bool('json', False, 'One JSON object per line instead of text.')
+FLAGS = flags.FLAGS
+
+WEIGHT_DECAY = 1e-4
+_CACHE_HITS = []
+jax.monitoring.register_event_listener(
+    lambda event, **kw: _CACHE_HITS.append(event) if event == '/jax/compilation_cache/cache_hits' else None)
+
+
+def make_steps(model, tx):
+  """(train_step, eval_step); train_step(state, x, y) -> (state, loss), its state donated."""
+  def train_step(state, x, y):
+    def loss_fn(params):
+      logits, updates = model.apply({'params': params, 'batch_stats': state['batch_stats']}, x,
+                                    train=True, mutable=['batch_stats'])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
+    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    deltas, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    return {'params': optax.apply_updates(state['params'], deltas), 'opt_state': opt_state,
+            'batch_stats': updates['batch_stats']}, loss
+
+  def eval_step(state, x, y):
+    logits = model.apply({'params': state['params'], 'batch_stats': state['batch_stats']}, x)
+    return state, optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+
+
+def peak_memory(compiled):
+  """Arguments + outputs + temporaries, less what donation aliases: what the step holds at once."""
+  m = compiled.memory_analysis()
+  total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+  return int(total), int(m.temp_size_in_bytes)
+
+
+def enable_compilation_cache():
+  if FLAGS.compilation_cache_dir and not jax.config.jax_compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
+
+
+def bench(name, overrides):
+  """One benchmark row: builds the model and its state, compiles, times `FLAGS.steps` steps."""
+  dtype = jnp.bfloat16 if FLAGS.precision == 'bf16' else jnp.float32
+  model = presets.build(name, num_classes=FLAGS.num_classes, dtype=dtype, remat=FLAGS.remat,
+                        scan=FLAGS.scan, **overrides)
+  shape = (FLAGS.image_size, FLAGS.image_size, 3)
+  tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY), optax.sgd(0.1, momentum=0.9, nesterov=True))
+
+  def init(key):
+    variables = model.init(key, jnp.zeros((1, *shape)), train=False)
+    return {'params': variables['params'], 'batch_stats': variables['batch_stats'],
+            'opt_state': tx.init(variables['params'])}
+
+  x = jax.ShapeDtypeStruct((FLAGS.batch_size, *shape), jnp.float32)
+  y = jax.ShapeDtypeStruct((FLAGS.batch_size,), jnp.int32)
+  train_step, eval_step = make_steps(model, tx)
+  step = train_step if FLAGS.mode == 'train' else eval_step
+  _CACHE_HITS.clear()
+  start = time.perf_counter()
+  compiled = step.lower(jax.eval_shape(init, jax.random.key(0)), x, y).compile()
+  compile_seconds = time.perf_counter() - start
+  cache_hit = bool(_CACHE_HITS)
+  enable_compilation_cache()  # after the first step compile when --cold_compile: see the docstring
+  peak, temp = peak_memory(compiled)
+
+  kx, ky, kinit = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, x.shape, x.dtype)
+  y = jax.random.randint(ky, y.shape, 0, FLAGS.num_classes)
+  state = jax.jit(init)(kinit)
+  times = []
+  if FLAGS.steps:
+    state, loss = compiled(state, x, y)  # warm-up
+    jax.block_until_ready(loss)
+    for _ in range(FLAGS.steps):
+      t = time.perf_counter()
+      state, loss = compiled(state, x, y)
+      jax.block_until_ready((state, loss))
+      times.append(time.perf_counter() - t)
+  step_s = statistics.median(times) if times else float('nan')
+  flops = counting.flops(model, shape) * (3 if FLAGS.mode == 'train' else 1)
+  ips = FLAGS.batch_size / step_s
+  return {
+      'model': name, 'blocks': list(model.blocks), 'batch_size': FLAGS.batch_size,
+      'devices': 1, 'device': jax.devices()[0].device_kind, 'mode': FLAGS.mode,
+      'precision': FLAGS.precision, 'remat': FLAGS.remat, 'scan': FLAGS.scan, 'steps': len(times),
+      'images_per_sec': round(ips, 3), 'step_ms_median': round(step_s * 1e3, 2),
+      'step_ms_min': round(min(times) * 1e3, 2) if times else float('nan'),
+      'compile_seconds': round(compile_seconds, 2), 'compile_cache_hit': cache_hit,
+      'flops_per_image': flops, 'achieved_gflops': round(flops * ips / 1e9, 2),
+      'peak_memory_bytes': peak, 'temp_memory_bytes': temp,
+      'params': counting.param_count(model, shape),
+      'final_loss': float(loss) if times else float('nan'),
+  }
+
+
+def plot_sweep(rows, filename):
+  """Peak memory (and, when timed, images/s) against layers per block, one line per model."""
+  timed = all(r['steps'] for r in rows)
+  fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(9 if timed else 4.8, 3.6), squeeze=False)
+  for name in dict.fromkeys(r['model'] for r in rows):
+    mine = [r for r in rows if r['model'] == name]
+    depth = [r['blocks'][0] for r in mine]
+    axes[0][0].plot(depth, [r['peak_memory_bytes'] / 2**20 for r in mine], 'o-', label=name)
+    if timed:
+      axes[0][1].plot(depth, [r['images_per_sec'] for r in mine], 'o-', label=name)
+  axes[0][0].set(xlabel='layers per block (3 blocks)', ylabel='peak memory, MiB',
+                 title=f'{rows[0]["mode"]} step, batch {rows[0]["batch_size"]}')
+  if timed:
+    axes[0][1].set(xlabel='layers per block (3 blocks)', ylabel='images / s', title=rows[0]['device'])
+  for ax in axes[0]:
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(filename, dpi=80)
+
+
+def main(argv):
+  del argv
+  if not FLAGS.cold_compile:
+    enable_compilation_cache()
+  try:
+    if FLAGS.sweep_depth:
+      runs = [(n, {'blocks': (int(d),) * 3}) for n in FLAGS.sweep_models for d in FLAGS.sweep_depth]
+    else:
+      runs = [(FLAGS.model, {'blocks': tuple(int(b) for b in FLAGS.blocks)} if FLAGS.blocks else {})]
+    rows = []
+    for name, overrides in runs:
+      r = bench(name, overrides)
+      rows.append(r)
+      if FLAGS.json:
+        print(json.dumps(r), flush=True)
+      else:
+        print(f'{r["model"]} blocks={r["blocks"]} {r["mode"]} {r["precision"]} batch {r["batch_size"]}: '
+              f'{r["images_per_sec"]:.1f} images/s, {r["step_ms_median"]:.0f} ms/step, '
+              f'{r["achieved_gflops"]:.1f} GFLOP/s, compile {r["compile_seconds"]:.1f} s, '
+              f'peak {r["peak_memory_bytes"] / 2**20:.0f} MiB, {r["params"]:,} params', flush=True)
+    if FLAGS.plot:
+      plot_sweep(rows, FLAGS.plot)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main)
