@@ -66,6 +66,16 @@ def main(argv):
   from sparsenet_jax import datasets
   from sparsenet_jax import train
 
+  # Expected failures: one line on stderr and an exit code a scheduler can act on; nothing is deleted.
+  failures = (
+      (config_validation.ConfigError, 'config error', 2),
+      (datasets.DataError, 'data error', 2),
+      (train.WorkdirError, 'workdir error', 2),
+      (checkpoints.CheckpointError, 'checkpoint error', 3),
+      (train.NonFiniteLossError, 'stopped', 4),
+      (train.PreemptedError, 'interrupted', 143),
+      (OSError, 'I/O error', 1),
+  )
   config = FLAGS.config
   try:
     config_validation.validate(config, jax.device_count())
@@ -73,21 +83,11 @@ def main(argv):
       print(json.dumps(train.evaluate(config, FLAGS.workdir)))
     else:
       train.train_and_evaluate(config, FLAGS.workdir)
-  except config_validation.ConfigError as e:
-    print(f'config error: {e}', file=sys.stderr)
-    sys.exit(2)
-  except datasets.DataError as e:
-    print(f'data error: {e}', file=sys.stderr)
-    sys.exit(2)
-  except checkpoints.CheckpointError as e:
-    print(f'checkpoint error: {e}', file=sys.stderr)
-    sys.exit(3)
-  except train.NonFiniteLossError as e:
-    print(f'stopped: {e}', file=sys.stderr)
-    sys.exit(4)
-  except train.PreemptedError as e:
-    print(f'interrupted: {e}', file=sys.stderr)
-    sys.exit(143)
+  except tuple(kind for kind, _, _ in failures) as e:
+    label, code = next((label, code) for kind, label, code in failures if isinstance(e, kind))
+    print(f'{label}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}',
+          file=sys.stderr)
+    sys.exit(code)
 
 
 def _one_line(text: str) -> str:

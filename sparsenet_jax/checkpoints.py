@@ -24,8 +24,40 @@ def manager(workdir: str, keep: int = 3, read_only: bool = False) -> ocp.Checkpo
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state: Any, meta: Dict[str, Any]) -> None:
-  mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                         meta=ocp.args.JsonSave(meta)), force=True)
+  """Starts an (asynchronous) save; a failure of this or the previous save is a CheckpointError."""
+  try:
+    mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                           meta=ocp.args.JsonSave(meta)), force=True)
+  except Exception as e:
+    raise CheckpointError(f'saving checkpoint {step} in {mgr.directory} failed ({type(e).__name__}: '
+                          f'{_first_line(e)}); earlier complete checkpoints are intact') from e
+
+
+def wait(mgr: ocp.CheckpointManager) -> None:
+  """Blocks until pending saves are on disk; a failed background save is a CheckpointError."""
+  try:
+    mgr.wait_until_finished()
+  except Exception as e:
+    raise CheckpointError(f'a checkpoint save in {mgr.directory} failed ({type(e).__name__}: '
+                          f'{_first_line(e)}); earlier complete checkpoints are intact') from e
+
+
+def _flatten(meta: Dict[str, Any], keys_from: Dict[str, Any]) -> Dict[str, Any]:
+  """The fields a checkpoint must agree on: model hyperparameters (flattened), classes, image shape."""
+  out = {}
+  for key in ('model', 'num_classes', 'image_shape'):
+    if key not in keys_from:
+      continue
+    value = meta.get(key)
+    if key == 'model':
+      out.update({k: (value or {}).get(k) for k in keys_from['model'] if k != 'num_classes'})
+    else:
+      out[key] = value
+  return out
+
+
+def _first_line(e: Exception) -> str:
+  return (str(e).strip().splitlines() or [''])[0]
 
 
 def read_meta(mgr: ocp.CheckpointManager, step: int) -> Dict[str, Any]:
@@ -33,7 +65,7 @@ def read_meta(mgr: ocp.CheckpointManager, step: int) -> Dict[str, Any]:
     return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
   except Exception as e:  # Orbax raises many types for unreadable files
     raise CheckpointError(f'cannot read checkpoint {step} in {mgr.directory}: {type(e).__name__}: '
-                          f'{e}'.split('\n')[0])
+                          f'{_first_line(e)}') from e
 
 
 def restore(mgr: ocp.CheckpointManager, abstract_state: Any, meta: Dict[str, Any],
@@ -42,12 +74,16 @@ def restore(mgr: ocp.CheckpointManager, abstract_state: Any, meta: Dict[str, Any
   step = mgr.latest_step() if step is None else step
   where = mgr.directory
   saved_meta = read_meta(mgr, step)
-  for key in ('model', 'num_classes', 'image_shape'):
-    if key in meta and saved_meta.get(key) != meta[key]:
-      raise CheckpointError(f'checkpoint {step} in {where} was written for {key}={saved_meta.get(key)}, '
-                            f'but the config gives {key}={meta[key]}; use another --workdir or the old config')
+  saved, wanted = _flatten(saved_meta, meta), _flatten(meta, meta)
+  diffs = [k for k in wanted if saved.get(k) != wanted[k]]
+  if diffs:
+    was = ', '.join(f'{k}={saved.get(k)}' for k in diffs)
+    now = ', '.join(f'{k}={wanted[k]}' for k in diffs)
+    raise CheckpointError(f'checkpoint {step} in {where} was written for {was}, but the config gives {now}; '
+                          'use another --workdir or the old config')
   try:
     state = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))['state']
   except Exception as e:
-    raise CheckpointError(f'cannot restore checkpoint {step} in {where}: {type(e).__name__}: {e}'.split('\n')[0])
+    raise CheckpointError(f'cannot restore checkpoint {step} in {where}: {type(e).__name__}: '
+                          f'{_first_line(e)}') from e
   return state, saved_meta

@@ -86,7 +86,8 @@ class Progress:
     done = step - self.start_step
     elapsed = time.time() - self.start
     eta = elapsed / done * (self.total - step) if done else float('nan')
-    line = (f'epoch {epoch:7.2f}  step {step}/{self.total}  loss {loss:.4f}  {images_per_sec:,.0f} img/s  '
+    speed = f'{images_per_sec:,.0f}' if math.isfinite(images_per_sec) else '--'
+    line = (f'epoch {epoch:7.2f}  step {step}/{self.total}  loss {loss:.4f}  {speed} img/s  '
             f'ETA {format_eta(eta) if math.isfinite(eta) else "--:--"}{extra}')
     if self.tty:
       self.stream.write('\r' + line.ljust(100))

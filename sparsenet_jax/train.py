@@ -24,6 +24,7 @@ from jax.sharding import PartitionSpec as P
 
 from sparsenet_jax import augment
 from sparsenet_jax import checkpoints
+from sparsenet_jax import config_validation
 from sparsenet_jax import datasets
 from sparsenet_jax import input_pipeline
 from sparsenet_jax import metrics as metrics_lib
@@ -36,6 +37,10 @@ DTYPES = {'fp32': jnp.float32, 'bf16': jnp.bfloat16}
 
 class NonFiniteLossError(RuntimeError):
   """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class WorkdirError(RuntimeError):
+  """The workdir cannot be created or written; found before any work is done."""
 
 
 class PreemptedError(RuntimeError):
@@ -255,8 +260,21 @@ class _StopSignal:
       signal.signal(sig, handler)
 
 
+def check_workdir(workdir: str) -> None:
+  """Fails at start, not at the first save, when the workdir cannot hold a run."""
+  probe = os.path.join(workdir, f'.write_test_{os.getpid()}')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f'cannot write to workdir {workdir}: {e.strerror or e}') from None
+
+
 def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   """Trains per `config`, resuming from the latest checkpoint in `workdir`; returns the final eval row."""
+  check_workdir(workdir)
   # Config and data.
   data = datasets.load(config.dataset)
   image_shape = data.train.images.shape[1:]
@@ -264,7 +282,10 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   mesh = make_mesh()
   if config.batch_size % mesh.size:
     raise ValueError(f'batch_size={config.batch_size} is not divisible by the {mesh.size} devices')
-  steps_per_epoch = optimizer.steps_per_epoch(len(data.train.labels), config.batch_size)
+  if len(data.train) < config.batch_size:
+    raise config_validation.ConfigError(f'config.batch_size={config.batch_size} is larger than the '
+                                        f'training set ({len(data.train)} examples)')
+  steps_per_epoch = optimizer.steps_per_epoch(len(data.train), config.batch_size)
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else optimizer.total_steps(config.num_epochs, steps_per_epoch))
 
@@ -278,7 +299,6 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
           'mean': list(data.mean), 'std': list(data.std)}
 
   # Checkpoints and metrics.
-  os.makedirs(workdir, exist_ok=True)
   mgr = checkpoints.manager(workdir, config.keep_checkpoints)
   if mgr.latest_step() is not None:
     state, _ = checkpoints.restore(mgr, state, meta)
@@ -317,7 +337,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
     losses = [float(r['train_loss']) for r in rows]
     if not np.all(np.isfinite(losses)):
       bad = step - len(rows) + 1 + int(np.argmin(np.isfinite(losses)))
-      mgr.wait_until_finished()
+      checkpoints.wait(mgr)
       raise NonFiniteLossError(f'non-finite training loss at step {bad}; the last good checkpoint '
                                f'(step {mgr.latest_step()}) in {workdir} is kept')
     means = {'train_loss': float(np.mean(losses)),
@@ -354,7 +374,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
         save(step)
         window_start = time.time()
       if stop.received and step < total_steps:
-        mgr.wait_until_finished()
+        checkpoints.wait(mgr)
         writer.close()
         raise PreemptedError(f'{stop.received} received: saved checkpoint at step {step} in {workdir}; '
                              'run the same command to resume')
@@ -364,7 +384,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
       final = evaluate(step, final=True)
     if mgr.latest_step() != step:
       save(step)
-  mgr.wait_until_finished()
+  checkpoints.wait(mgr)
   writer.close()
   progress.message(f'done: step {step}, eval_accuracy {final["eval_accuracy"]:.4f}')
   return final
