@@ -219,3 +219,24 @@ def test_no_path_unpickles():
     assert 'allow_pickle=True' not in text, path
     for call in re.findall(r'np\.load\([^)]*\)', text):
       assert 'allow_pickle=False' in call, (path, call)
+
+
+def test_a_failing_save_is_a_clear_error_and_keeps_earlier_checkpoints(tmp_path, monkeypatch):
+  """A full disk at the second save: one line naming the step, the first checkpoint intact."""
+  import errno
+  from sparsenet_jax import checkpoints
+  from sparsenet_jax import train
+  from test_train import tiny_config
+  real_save = checkpoints.ocp.CheckpointManager.save
+
+  def save(self, step, *args, **kwargs):
+    if step > 23:
+      raise OSError(errno.ENOSPC, 'No space left on device')
+    return real_save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(checkpoints.ocp.CheckpointManager, 'save', save)
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r'saving checkpoint 46 in .* failed \(OSError: .*No space left on device\); '
+                           r'earlier complete checkpoints are intact'):
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+  assert checkpoint_steps(str(tmp_path)) == [23]
