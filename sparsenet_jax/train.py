@@ -281,7 +281,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   num_classes = config.model.num_classes or data.num_classes
   mesh = make_mesh()
   if config.batch_size % mesh.size:
-    raise ValueError(f'batch_size={config.batch_size} is not divisible by the {mesh.size} devices')
+    raise config_validation.ConfigError(f'config.batch_size={config.batch_size} is not divisible by the '
+                                        f'{mesh.size} devices')
   if len(data.train) < config.batch_size:
     raise config_validation.ConfigError(f'config.batch_size={config.batch_size} is larger than the '
                                         f'training set ({len(data.train)} examples)')
@@ -316,7 +317,9 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   feeder = Feeder(data.train, mesh, config.max_device_dataset_bytes)
 
   def save(step):
-    checkpoints.save(mgr, step, state, meta)
+    # The step is the data position (batch order is a function of seed and epoch); spelled out for people.
+    epoch, batch = divmod(step, steps_per_epoch)
+    checkpoints.save(mgr, step, state, {**meta, 'data_position': {'epoch': epoch, 'batch_in_epoch': batch}})
 
   def evaluate(step, final=False):
     row = {'step': step, 'epoch': step / steps_per_epoch,
