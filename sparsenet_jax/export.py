@@ -1,0 +1,169 @@
+"""A trained model in one self-contained file, and inference on images with it.
+
+The file is an uncompressed `.npz` (a zip of `.npy` arrays, readable by numpy from any language
+and loaded here with `allow_pickle=False`: it never holds Python objects):
+
+- `params/<module>/.../<name>` and `batch_stats/<module>/.../<name>`: every variable of the model,
+  its Flax path joined with '/' (e.g. `params/block1_layer1/conv1/kernel`), float32.
+- `__meta__`: uint8, the UTF-8 bytes of one JSON object:
+    format: "sparsenet_jax.export", format_version: 1,
+    model: the `network.SparseNet` hyperparameters it was trained with (growth_rate, blocks, path, near,
+      bottleneck, attention, compression, ..., num_classes),
+    preset, dataset, step: where it came from (informational),
+    image_shape: [H, W, C] of the training images,
+    class_names: one per class, or [] when the data had none,
+    mean, std: per channel, 0..255 pixel units: inputs are (pixels - mean) / std.
+
+Only model code is imported here, so a file can be used for inference without the training code,
+the data or the run's workdir: `model, variables, meta = load_exported(path)`, then `predict`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+from PIL import ImageOps
+
+from sparsenet_jax import network
+
+FORMAT = 'sparsenet_jax.export'
+FORMAT_VERSION = 1
+META_KEY = '__meta__'
+COLLECTIONS = ('params', 'batch_stats')
+META_FIELDS = ('model', 'preset', 'dataset', 'step', 'image_shape', 'class_names', 'mean', 'std')
+
+
+class ExportError(ValueError):
+  """An exported file or an image that cannot be used; the message is one line."""
+
+
+def leaves(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
+  """{'params': {'stem': {'kernel': x}}} -> {'params/stem/kernel': x}."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      out.update(leaves(value, f'{prefix}{key}/'))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def _nest(arrays: Mapping[str, np.ndarray]) -> Dict[str, Any]:
+  tree: Dict[str, Any] = {}
+  for path, value in arrays.items():
+    *parents, leaf = path.split('/')
+    node = tree
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return tree
+
+
+def variable_shapes(model: network.SparseNet, image_shape: Sequence[int]) -> Dict[str, Any]:
+  """What `model.init` would give, as shapes only: the target of a restore and of a file's check."""
+  return dict(jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)),
+                                                train=False)))
+
+
+def save_exported(path: str, variables: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+  """Writes `variables` ({'params', 'batch_stats'}) and `meta` (a checkpoint's record) to `path`.
+
+  Written to a temporary file first, so an interrupted export leaves no half file under `path`.
+  """
+  missing = [f for f in META_FIELDS if f not in meta]
+  if missing:
+    raise ExportError(f'meta lacks {", ".join(missing)}')
+  header = {'format': FORMAT, 'format_version': FORMAT_VERSION, **{f: meta[f] for f in META_FIELDS}}
+  arrays = {path_: np.asarray(v) for path_, v in
+            leaves(jax.device_get({c: variables.get(c, {}) for c in COLLECTIONS})).items()}
+  arrays[META_KEY] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+  tmp = f'{path}.tmp'
+  with open(tmp, 'wb') as f:  # a file object: given a name, np.savez would append '.npz' to it
+    np.savez(f, **arrays)
+  os.replace(tmp, path)
+
+
+def load_exported(path: str) -> Tuple[network.SparseNet, Dict[str, Any], Dict[str, Any]]:
+  """(model, {'params', 'batch_stats'}, meta) from a file `save_exported` wrote."""
+  if not os.path.isfile(path):
+    raise ExportError(f'no such file: {path}')
+  if not zipfile.is_zipfile(path):
+    raise ExportError(f'{path} is not an exported model (not an .npz archive)')
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      arrays = {key: npz[key] for key in npz.files}
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise ExportError(f'cannot read {path} as an exported model: {" ".join(str(e).split())}') from e
+  if META_KEY not in arrays:
+    raise ExportError(f'{path} is an .npz but not an exported model (it has no {META_KEY})')
+  meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
+  if meta.get('format') != FORMAT or meta.get('format_version') != FORMAT_VERSION:
+    raise ExportError(f'{path} is format {meta.get("format")!r} version {meta.get("format_version")}; '
+                      f'this code reads {FORMAT!r} version {FORMAT_VERSION}')
+  try:
+    model = network.make(**meta['model'])
+  except (TypeError, ValueError) as e:
+    raise ExportError(f'{path}: its model cannot be built by this version of sparsenet_jax: {e}') from e
+  want = {p: tuple(v.shape) for p, v in leaves(variable_shapes(model, meta['image_shape'])).items()}
+  have = {p: tuple(v.shape) for p, v in arrays.items()}
+  if want != have:
+    first = sorted(set(want.items()) ^ set(have.items()))[0][0]
+    raise ExportError(f'{path}: its variables do not fit its model (first difference: {first})')
+  return model, _nest(arrays), meta
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inference.
+
+
+def load_image(path: str, image_shape: Sequence[int]) -> np.ndarray:
+  """An image file of any size as the model saw its training images: uint8 (H, W, C).
+
+  Resized (bilinear, antialiased when shrinking) to the training size and converted to grayscale or
+  RGB to match the training channels; EXIF orientation is applied first, as a viewer would.
+  """
+  height, width, channels = image_shape
+  mode = {1: 'L', 3: 'RGB'}.get(channels)
+  if mode is None:
+    raise ExportError(f'the model takes {channels}-channel images; image files give 1 (grayscale) or 3 (RGB)')
+  try:
+    with Image.open(path) as image:
+      image = ImageOps.exif_transpose(image).convert(mode)
+      if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+      pixels = np.asarray(image, np.uint8)
+  except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+    raise ExportError(f'cannot read {path} as an image: {" ".join(str(e).split())}') from e
+  return pixels.reshape(height, width, channels)
+
+
+def logits(model: network.SparseNet, variables: Mapping[str, Any], meta: Mapping[str, Any],
+           images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+  """Logits (N, num_classes) of uint8 images (N, H, W, C), normalised as in evaluation."""
+  mean, std = jnp.asarray(meta['mean'], jnp.float32), jnp.asarray(meta['std'], jnp.float32)
+
+  @jax.jit
+  def forward(variables, images):
+    return model.apply(variables, (images.astype(jnp.float32) - mean) / std, train=False)
+
+  return np.concatenate([np.asarray(forward(variables, images[i:i + batch_size]))
+                         for i in range(0, len(images), batch_size)])
+
+
+def predict(model: network.SparseNet, variables: Mapping[str, Any], meta: Mapping[str, Any],
+            images: np.ndarray) -> np.ndarray:
+  """Class probabilities (N, num_classes) of uint8 images (N, H, W, C)."""
+  return np.asarray(jax.nn.softmax(logits(model, variables, meta, images), axis=-1))
+
+
+def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 5) -> List[Tuple[int, str, float]]:
+  """The k most likely classes of one image as (index, name, probability); names default to indices."""
+  order = np.argsort(-probabilities, kind='stable')[:k]
+  return [(int(i), class_names[i] if i < len(class_names) else str(i), float(probabilities[i]))
+          for i in order]
