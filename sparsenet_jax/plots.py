@@ -1,7 +1,7 @@
 """Pictures people would rather look at than read. Matplotlib with the Agg backend (no display)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -46,4 +46,110 @@ def draw_connections(plans, title: str, filename: str) -> None:
   fig.suptitle(title)
   fig.tight_layout(rect=(0, 0.06, 1, 0.95))
   fig.savefig(filename, dpi=110)
+  plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Results: what `report.write` draws. Errors are in percent.
+
+
+class Curves(NamedTuple):
+  """One run's metrics over training, epochs on the x axis."""
+  label: str
+  train_epoch: Sequence[float]
+  train_loss: Sequence[float]
+  learning_rate: Sequence[float]
+  eval_epoch: Sequence[float]
+  eval_error: Sequence[float]
+
+
+class Point(NamedTuple):
+  """One group of runs for the paper's Fig. 8 and 9: its cost and final test error."""
+  dataset: str
+  label: str
+  params: int
+  flops: int
+  error: float  # mean over seeds
+  std: float
+  paper: Optional[float]  # the paper's error for the same model, if it reports one
+
+
+def training_curves(runs: Sequence[Curves], title: str, filename: str) -> None:
+  """Train loss, test error and learning rate against epochs, one line per run (seed)."""
+  fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+  for i, run in enumerate(runs):
+    color = f'C{i % 10}'
+    axes[0].plot(run.train_epoch, run.train_loss, color=color, lw=1, label=run.label)
+    axes[1].plot(run.eval_epoch, run.eval_error, color=color, lw=1, marker='.', label=run.label)
+    axes[2].plot(run.train_epoch, run.learning_rate, color=color, lw=1, label=run.label)
+  for ax, ylabel in zip(axes, ('train loss', 'test error (%)', 'learning rate')):
+    ax.set_xlabel('epoch')
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+  if any(lr > 0 for run in runs for lr in run.learning_rate):
+    axes[2].set_yscale('log')
+  axes[1].legend(fontsize=7, loc='upper right')
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(filename, dpi=90)
+  plt.close(fig)
+
+
+def error_vs_cost(points: Sequence[Point], cost: str, filename: str) -> None:
+  """The paper's Fig. 8 (cost='params') or Fig. 9 (cost='flops'): one panel per dataset, our error
+  with its std as a filled marker, the paper's for the same model as a hollow one."""
+  datasets = list(dict.fromkeys(p.dataset for p in points))
+  fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.6), squeeze=False)
+  for ax, dataset in zip(axes[0], datasets):
+    here = [p for p in points if p.dataset == dataset]
+    xs = [(p.params if cost == 'params' else p.flops) / 1e6 for p in here]
+    for i, (p, x) in enumerate(zip(here, xs)):
+      color, marker = f'C{i % 10}', 'osD^v<>ph*'[i // 10 % 10]
+      ax.errorbar(x, p.error, yerr=p.std, color=color, marker=marker, capsize=3, ls='none',
+                  label=p.label)
+      if p.paper is not None:
+        ax.plot(x, p.paper, color=color, marker=marker, mfc='none', ls='none')
+    if max(xs) > 3 * min(xs):  # a log axis over less than a few-fold range has no readable ticks
+      ax.set_xscale('log')
+    ax.set_xlabel('parameters (M)' if cost == 'params' else 'MFLOPs per image')
+    ax.set_ylabel('test error (%)')
+    ax.set_title(dataset, fontsize=10)
+    ax.grid(alpha=0.3, which='both')
+    ax.legend(fontsize=6, loc='upper center', bbox_to_anchor=(0.5, -0.15), ncol=1, frameon=False)
+  fig.suptitle('filled: ours (mean ± std over seeds); hollow: paper', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(filename, dpi=90, bbox_inches='tight')
+  plt.close(fig)
+
+
+def attention_curves(series: Sequence[Tuple[str, Sequence[float], Sequence[float], Sequence[float]]],
+                     title: str, filename: str) -> None:
+  """The paper's Fig. 7: test error against epochs for each attention module, as
+  (label, epochs, mean error, std over seeds)."""
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  for label, epochs, mean, std in series:
+    mean, std = np.asarray(mean), np.asarray(std)
+    line, = ax.plot(epochs, mean, lw=1.2, marker='.', label=label)
+    ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
+  ax.set_xlabel('epoch')
+  ax.set_ylabel('test error (%)')
+  ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(title='attention')
+  fig.tight_layout()
+  fig.savefig(filename, dpi=90)
+  plt.close(fig)
+
+
+def drop_position(bars: Sequence[Tuple[str, float, float]], title: str, filename: str) -> None:
+  """The paper's Fig. 10: final test error for each far-near split, as (label, mean, std)."""
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  labels = [b[0] for b in bars]
+  ax.bar(labels, [b[1] for b in bars], yerr=[b[2] for b in bars], capsize=4, color='#2b6cb0')
+  ax.set_xlabel('connections kept: farthest-nearest')
+  ax.set_ylabel('test error (%)')
+  ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3, axis='y')
+  fig.tight_layout()
+  fig.savefig(filename, dpi=90)
   plt.close(fig)

@@ -1,0 +1,39 @@
+r"""The reproduction report of every run under a root: a Table 2-style table and plots, as markdown.
+
+  python launch/report.py --workdir=$HOME/sweeps/table2
+  python launch/report.py --workdir=runs --out=runs/report
+
+Writes OUT/report.md (default OUT: WORKDIR/report) and the PNGs it embeds.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from sparsenet_jax import checkpoints  # noqa: E402
+from sparsenet_jax import report  # noqa: E402
+
+flags.DEFINE_string('workdir', None, 'A run, or a directory with runs anywhere below it (a sweep root).')
+flags.DEFINE_string('out', None, 'Where report.md and its PNGs go; default WORKDIR/report.')
+flags.mark_flag_as_required('workdir')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
+  try:
+    path = report.write(FLAGS.workdir, FLAGS.out or os.path.join(FLAGS.workdir, 'report'))
+  except (ValueError, OSError, checkpoints.CheckpointError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(path)
+
+
+if __name__ == '__main__':
+  app.run(main)
