@@ -1,0 +1,48 @@
+r"""Write a run's trained model to one self-contained file (format: sparsenet_jax/export.py).
+
+  python launch/export.py --workdir=runs/c10 --out=c10.npz
+
+Load it for inference without the training code or the workdir:
+  from sparsenet_jax import export
+  model, variables, meta = export.load_exported('c10.npz')
+  probabilities = export.predict(model, variables, meta, uint8_images)
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from sparsenet_jax import checkpoints  # noqa: E402
+from sparsenet_jax import export  # noqa: E402
+from sparsenet_jax import report  # noqa: E402
+
+flags.DEFINE_string('workdir', None, 'A training run: its latest checkpoint is exported.')
+flags.DEFINE_string('out', None, 'The file to write (an .npz).')
+flags.mark_flags_as_required(['workdir', 'out'])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
+  try:
+    _, variables, meta = report.load_run(FLAGS.workdir)
+    export.save_exported(FLAGS.out, variables, meta)
+  except checkpoints.CheckpointError as e:
+    print(f'checkpoint error: {e}', file=sys.stderr)
+    sys.exit(3)
+  except (export.ExportError, OSError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  params = sum(v.size for k, v in export.leaves(variables).items() if k.startswith('params/'))
+  print(f'wrote {FLAGS.out}: {meta["preset"]}, {params:,} params, step {meta["step"]}, '
+        f'{len(meta["class_names"]) or meta["num_classes"]} classes')
+
+
+if __name__ == '__main__':
+  app.run(main)
