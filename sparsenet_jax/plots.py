@@ -111,6 +111,9 @@ def error_vs_cost(points: Sequence[Point], cost: str, filename: str) -> None:
         ax.plot(x, p.paper, color=color, marker=marker, mfc='none', ls='none')
     if max(xs) > 3 * min(xs):  # a log axis over less than a few-fold range has no readable ticks
       ax.set_xscale('log')
+      ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+      ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}'))
+      ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel('parameters (M)' if cost == 'params' else 'MFLOPs per image')
     ax.set_ylabel('test error (%)')
     ax.set_title(dataset, fontsize=10)

@@ -388,7 +388,7 @@ def table_markdown(rows: Sequence[Row]) -> str:
 
 
 def _slug(text: str) -> str:
-  return re.sub(r'[^A-Za-z0-9.]+', '-', text).strip('-')[:60]
+  return re.sub(r'[^A-Za-z0-9.]+', '-', text)[:60].strip('-')
 
 
 def write(root: str, out: str) -> str:
