@@ -133,7 +133,8 @@ def find_runs(root: str) -> List[Run]:
     dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
     if 'config.json' in filenames:
       dirnames[:] = []  # a run's checkpoints hold no runs
-      found.append(read_run(dirpath, os.path.relpath(dirpath, root)))
+      name = os.path.relpath(dirpath, root)
+      found.append(read_run(dirpath, os.path.basename(os.path.abspath(root)) if name == '.' else name))
   return found
 
 
@@ -351,7 +352,7 @@ def far_near(config: Mapping[str, Any]) -> str:
 def run_curves(run: Run) -> plots.Curves:
   trained, evals = train_rows(run.rows), eval_rows(run.rows)
   return plots.Curves(label=run.name, train_epoch=[r['epoch'] for r in trained],
-                      train_loss=[r['train_loss'] for r in trained],
+                      train_loss=[float(r['train_loss']) for r in trained],  # 'nan' is written as text
                       learning_rate=[r['learning_rate'] for r in trained],
                       eval_epoch=[r['epoch'] for r in evals],
                       eval_error=[100 * r['eval_error'] for r in evals])
