@@ -69,16 +69,17 @@ def wait_for(predicate, proc, timeout=300):
     time.sleep(0.002)
 
 
-def test_sigterm_saves_and_the_same_command_resumes(tmp_path, reference):
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_preemption_saves_and_the_same_command_resumes(tmp_path, reference, sig):
   workdir = str(tmp_path)
   p = start(*TINY, f'--workdir={workdir}')
   wait_for(lambda: checkpoint_steps(workdir), p)
-  p.send_signal(signal.SIGTERM)
+  p.send_signal(sig)
   _, err = p.communicate(timeout=120)
   if p.returncode == 0:
     pytest.skip('the run finished before the signal arrived')
   assert p.returncode == 143
-  assert re.search(r'interrupted: SIGTERM received: saved checkpoint at step \d+ .*run the same command to '
+  assert re.search(rf'interrupted: {sig.name} received: saved checkpoint at step \d+ .*run the same command to '
                    r'resume', err.strip().splitlines()[-1])
   stopped_at = checkpoint_steps(workdir)[-1]
   assert stopped_at < 92
