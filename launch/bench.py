@@ -130,7 +130,8 @@ def bench(name, overrides):
       jax.block_until_ready((state, loss))
       times.append(time.perf_counter() - t)
   step_s = statistics.median(times) if times else float('nan')
-  flops = counting.flops(model, shape) * (3 if FLAGS.mode == 'train' else 1)
+  # A scan body is traced once: count FLOPs on the unrolled model, the same function.
+  flops = counting.flops(model.clone(scan=False), shape) * (3 if FLAGS.mode == 'train' else 1)
   ips = FLAGS.batch_size / step_s
   return {
       'model': name, 'blocks': list(model.blocks), 'batch_size': FLAGS.batch_size,

@@ -5,13 +5,64 @@ and `dtype` for the compute precision (parameters and BatchNorm statistics stay 
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Sequence, Union
 
 import flax.linen as nn
+import jax
+from jax import lax
 import jax.numpy as jnp
 
 # He-normal with fan-out, the init of the authors' code and of torchvision's DenseNet.
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv2d(x, kernel, pad: int):
+  """Stride-1 NHWC convolution whose backward pass is made of forward convolutions.
+
+  Autodiff writes the gradients as convolutions with swapped dimension roles. XLA:CPU rewrites
+  those to fast kernels in straight-line code but not inside a while loop (a scan), where they
+  run several times slower; written out here they take the fast path in both.
+  """
+  return lax.conv_general_dilated(x, kernel, (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=_NHWC)
+
+
+def _conv2d_fwd(x, kernel, pad):
+  return conv2d(x, kernel, pad), (x, kernel)
+
+
+def _conv2d_bwd(pad, residuals, dy):
+  x, kernel = residuals
+  size = kernel.shape[0]
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+  dx = lax.conv_general_dilated(dy, flipped, (1, 1), ((size - 1 - pad,) * 2,) * 2, dimension_numbers=_NHWC)
+  if size == 1:
+    dk = lax.dot_general(x, dy, (((0, 1, 2), (0, 1, 2)), ((), ())))[None, None]
+  else:  # channels as the batch, the batch as the features: a forward conv over the whole image
+    dk = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1),
+                                  ((pad, pad), (pad, pad)), dimension_numbers=_NHWC).transpose(1, 2, 0, 3)
+  return dx, dk.astype(kernel.dtype)
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+class Conv(nn.Conv):
+  """nn.Conv (same parameters, counted by `counting` as one) with `conv2d`'s backward pass."""
+
+  @nn.compact
+  def __call__(self, inputs):
+    size = self.kernel_size[0]
+    kernel = self.param('kernel', self.kernel_init, (*self.kernel_size, inputs.shape[-1], self.features),
+                        self.param_dtype)
+    dtype = self.dtype or inputs.dtype
+    y = conv2d(inputs.astype(dtype), kernel.astype(dtype), (size - 1) // 2)
+    if self.use_bias:
+      y = y + self.param('bias', self.bias_init, (self.features,), self.param_dtype).astype(dtype)
+    return y
 
 
 class Norm(nn.Module):
@@ -39,8 +90,8 @@ class _Base(nn.Module):
     return Norm(self.bn_momentum, self.bn_epsilon, self.axis_name, self.dtype, name=name)
 
   def conv(self, features, size, name):
-    return nn.Conv(features, (size, size), padding='SAME', use_bias=self.conv_bias,
-                   kernel_init=conv_init, dtype=self.dtype, name=name)
+    return Conv(features, (size, size), padding='SAME', use_bias=self.conv_bias,
+                kernel_init=conv_init, dtype=self.dtype, name=name)
 
 
 def join(x: Union[Any, Sequence[Any]]):
