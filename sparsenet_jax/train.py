@@ -207,13 +207,14 @@ class Feeder:
 def evaluate_split(eval_step, state, split: datasets.Split, mesh, batch_size: int) -> Dict[str, float]:
   """Every example counted exactly once: the last batch is padded and masked."""
   feeder = Feeder(split, mesh, max_bytes=0)
-  loss_sum, correct = 0.0, 0
+  sums = []  # kept on the device until the end: no host sync per batch
   n = len(split.labels)
   for idx, mask in input_pipeline.eval_batches(n, batch_size):
     images, labels, mask = feeder.batch(idx, mask)
-    l, c = eval_step(state, images, labels, mask)
-    loss_sum += float(l)
-    correct += int(c)
+    sums.append(eval_step(state, images, labels, mask))
+  sums = jax.device_get(sums)
+  loss_sum = float(sum(float(l) for l, _ in sums))
+  correct = int(sum(int(c) for _, c in sums))
   accuracy = correct / n
   return {'eval_loss': loss_sum / n, 'eval_accuracy': accuracy, 'eval_error': 1.0 - accuracy,
           'num_examples': n}
