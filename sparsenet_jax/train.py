@@ -8,7 +8,6 @@ are ordinary replicated global arrays.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
 import time
