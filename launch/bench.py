@@ -1,6 +1,7 @@
 r"""Throughput, compile time and peak memory of one model's train or eval step, on synthetic data.
 
   python launch/bench.py --model=densenet_bc_100 --batch_size=64 --steps=10 --json
+  python launch/bench.py --model=all --mode=train,eval --steps=20 --json   # every preset, both steps
   python launch/bench.py --model=sparsenet_abc_v4 --scan --steps=0   # compile time and memory only
   python launch/bench.py --model=densenet_bc_190 --remat --steps=0
   python launch/bench.py --model=sparsenet_bc_v1 --sweep_depth=8,16,24 --steps=0 \
@@ -35,11 +36,11 @@ import optax  # noqa: E402
 from sparsenet_jax import counting  # noqa: E402
 from sparsenet_jax import presets  # noqa: E402
 
-flags.DEFINE_string('model', 'densenet_bc_100', 'A preset name.')
+flags.DEFINE_list('model', ['densenet_bc_100'], 'Preset names, or "all" for every preset.')
 flags.DEFINE_list('blocks', None, 'Override the layers per block, e.g. 12,12,12.')
 flags.DEFINE_integer('batch_size', 64, 'Images per step.')
 flags.DEFINE_integer('steps', 10, 'Timed steps after one warm-up step; 0 compiles only.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'Which step to time.')
+flags.DEFINE_list('mode', ['train'], 'Which steps to time: train, eval or both (train,eval).')
 flags.DEFINE_enum('precision', 'fp32', ['fp32', 'bf16'], 'Compute precision; parameters stay fp32.')
 flags.DEFINE_bool('remat', False, 'Recompute every layer in the backward pass.')
 flags.DEFINE_bool('scan', False, 'Run the capped layers of each block as one scan.')
@@ -91,7 +92,7 @@ def enable_compilation_cache():
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
 
 
-def bench(name, overrides):
+def bench(name, overrides, mode):
   """One benchmark row: builds the model and its state, compiles, times `FLAGS.steps` steps."""
   dtype = jnp.bfloat16 if FLAGS.precision == 'bf16' else jnp.float32
   model = presets.build(name, num_classes=FLAGS.num_classes, dtype=dtype, remat=FLAGS.remat,
@@ -107,7 +108,7 @@ def bench(name, overrides):
   x = jax.ShapeDtypeStruct((FLAGS.batch_size, *shape), jnp.float32)
   y = jax.ShapeDtypeStruct((FLAGS.batch_size,), jnp.int32)
   train_step, eval_step = make_steps(model, tx)
-  step = train_step if FLAGS.mode == 'train' else eval_step
+  step = train_step if mode == 'train' else eval_step
   _CACHE_HITS.clear()
   start = time.perf_counter()
   compiled = step.lower(jax.eval_shape(init, jax.random.key(0)), x, y).compile()
@@ -131,11 +132,11 @@ def bench(name, overrides):
       times.append(time.perf_counter() - t)
   step_s = statistics.median(times) if times else float('nan')
   # A scan body is traced once: count FLOPs on the unrolled model, the same function.
-  flops = counting.flops(model.clone(scan=False), shape) * (3 if FLAGS.mode == 'train' else 1)
+  flops = counting.flops(model.clone(scan=False), shape) * (3 if mode == 'train' else 1)
   ips = FLAGS.batch_size / step_s
   return {
       'model': name, 'blocks': list(model.blocks), 'batch_size': FLAGS.batch_size,
-      'devices': 1, 'device': jax.devices()[0].device_kind, 'mode': FLAGS.mode,
+      'devices': 1, 'device': jax.devices()[0].device_kind, 'mode': mode,
       'precision': FLAGS.precision, 'remat': FLAGS.remat, 'scan': FLAGS.scan, 'steps': len(times),
       'images_per_sec': round(ips, 3), 'step_ms_median': round(step_s * 1e3, 2),
       'step_ms_min': round(min(times) * 1e3, 2) if times else float('nan'),
@@ -173,13 +174,19 @@ def main(argv):
   if not FLAGS.cold_compile:
     enable_compilation_cache()
   try:
+    bad = set(FLAGS.mode) - {'train', 'eval'}
+    if bad or not FLAGS.mode:
+      raise ValueError(f'--mode takes train, eval or train,eval, got {",".join(FLAGS.mode)!r}')
     if FLAGS.sweep_depth:
       runs = [(n, {'blocks': (int(d),) * 3}) for n in FLAGS.sweep_models for d in FLAGS.sweep_depth]
     else:
-      runs = [(FLAGS.model, {'blocks': tuple(int(b) for b in FLAGS.blocks)} if FLAGS.blocks else {})]
+      models = presets.names() if FLAGS.model == ['all'] else FLAGS.model
+      for name in models:  # every name checked before the first (slow) compile
+        presets.hyperparameters(name)
+      runs = [(n, {'blocks': tuple(int(b) for b in FLAGS.blocks)} if FLAGS.blocks else {}) for n in models]
     rows = []
-    for name, overrides in runs:
-      r = bench(name, overrides)
+    for (name, overrides), mode in [(run, mode) for run in runs for mode in FLAGS.mode]:
+      r = bench(name, overrides, mode)
       rows.append(r)
       if FLAGS.json:
         print(json.dumps(r), flush=True)

@@ -27,7 +27,6 @@ from absl import logging
 import numpy as np
 from PIL import Image
 from sklearn import datasets as sklearn_datasets
-import tensorflow_datasets as tfds
 
 from sparsenet_jax.augment import AUGMENTATIONS
 
@@ -150,6 +149,7 @@ def _channel_stats(images: np.ndarray, chunk: int = 4096) -> Tuple[Tuple[float, 
 
 
 def _load_tfds(name: str, data_dir: Optional[str], need_test: bool) -> _Loaded:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (only these datasets need it)
   tfds_name, train_splits, test_split = _TFDS[name]
   splits = list(train_splits) + ([test_split] if need_test else [])
   try:
