@@ -97,12 +97,46 @@ class _Base(nn.Module):
 def join(x: Union[Any, Sequence[Any]]):
   """The layer input from its groups.
 
-  Layers concatenate their own input so that under `nn.remat` the concatenation is recomputed too:
+  Layers concatenate their own input so that under `recompute` the concatenation is recomputed too:
   only the groups, which later layers keep anyway, are stored for the backward pass.
   """
   if isinstance(x, (list, tuple)):
     return x[0] if len(x) == 1 else jnp.concatenate(x, axis=-1)
   return x
+
+
+def recompute(layer: nn.Module, x, train: bool):
+  """`layer(x, train)`, storing only `x` and the layer's variables for the backward pass.
+
+  The backward pass recomputes the layer (its input concatenation included) and differentiates it.
+  Unlike `nn.remat`, the recomputation reads its inputs through a zero-valued term taken from the
+  incoming output gradient: XLA:CPU strips optimization barriers before it schedules and fuses, and
+  without a data dependence it computes every recomputation as early as the forward pass (or merges
+  it with the forward), which frees nothing. Here each layer is recomputed only once its gradient
+  exists, i.e. one layer at a time, in reverse.
+  """
+  detached = layer.clone(parent=None)  # static fields only; applied to saved variables in `backward`
+
+  def call(mdl, x):
+    return mdl(x, train)
+
+  def forward(mdl, x):
+    y = mdl(x, train)
+    return y, (mdl.variables, x)
+
+  def backward(residuals, dy):
+    (variables, x), dy = lax.optimization_barrier((residuals, dy))
+    tie = 0 * dy.reshape(-1)[0]  # not folded away: 0 * inf is nan for floats
+    x = jax.tree.map(lambda a: a + tie.astype(a.dtype), x)
+
+    def pure(params, x):
+      return detached.apply({**variables, 'params': params}, x, train, mutable=True)[0]
+
+    _, vjp = jax.vjp(pure, variables['params'], x)
+    dparams, dx = vjp(dy)
+    return {'params': dparams}, dx
+
+  return nn.custom_vjp(call, forward, backward)(layer, x)
 
 
 class BasicLayer(_Base):

@@ -74,6 +74,8 @@ def steady_layers(plan: BlockPlan, path: Optional[int]) -> range:
   return range(connectivity.first_capped_layer(plan.input_groups, num_layers, path), num_layers)
 
 
+# Inside a scan every iteration's backward already runs after the next one's, so `nn.remat`'s plain
+# recomputation is freed in time there; `layers.recompute` serves the unrolled layers.
 # static_argnums counts self: `train` is argument 2 of __call__(self, x, train).
 _REMAT = {cls: nn.remat(cls, static_argnums=(2,)) for cls in (layers.BasicLayer, layers.BottleneckLayer)}
 
@@ -91,15 +93,15 @@ class LayerSpec(NamedTuple):
   dtype: Any
   remat: bool
 
-  def build(self, name: str):
-    """The layer named `name` (recomputed in the backward pass when `remat`) and its attention or None.
+  def build(self, name: str, in_scan: bool = False):
+    """The layer named `name` and its attention or None; run the layer with `apply`.
 
     Call inside a compact method: the modules belong to the module being called.
     """
     common = dict(conv_bias=self.conv_bias, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
                   axis_name=self.axis_name, dtype=self.dtype)
     cls = layers.BottleneckLayer if self.bottleneck else layers.BasicLayer
-    if self.remat:
+    if self.remat and in_scan:
       cls = _REMAT[cls]
     layer = cls(growth_rate=self.growth_rate, **common, name=name)
     if self.attention == 'paper':
@@ -107,6 +109,12 @@ class LayerSpec(NamedTuple):
     if self.attention == 'se':
       return layer, layers.SqueezeExcite(self.se_reduction, self.dtype, name=name + '_se')
     return layer, None
+
+  def apply(self, layer, attn, groups, train: bool):
+    """The layer's output from its input groups (recomputed in the backward pass when `remat`)."""
+    recomputed = self.remat and not isinstance(layer, tuple(_REMAT.values()))
+    h = layers.recompute(layer, groups, train) if recomputed else layer(groups, train)
+    return h if attn is None else attn(h, train)
 
 
 class SteadyLayer(nn.Module):
@@ -120,10 +128,8 @@ class SteadyLayer(nn.Module):
 
   @nn.compact
   def __call__(self, window, prefix):
-    layer, attn = self.spec.build('layer')
-    h = layer([p for p in (prefix, window) if p.shape[-1]], self.train)
-    if attn is not None:
-      h = attn(h, self.train)
+    layer, attn = self.spec.build('layer', in_scan=True)
+    h = self.spec.apply(layer, attn, [p for p in (prefix, window) if p.shape[-1]], self.train)
     if window.shape[-1]:
       window = jnp.concatenate([window[..., self.spec.growth_rate:], h], axis=-1)
     return window, None
@@ -193,10 +199,7 @@ class SparseNet(nn.Module):
       steady = steady_layers(plan, self.path) if self.scan else range(0)
       for i, row in enumerate(plan.table[:len(plan.table) - len(steady)]):
         layer, attn = spec.build(f'block{b + 1}_layer{i + 1}')
-        h = layer([groups[g] for g in row], train)
-        if attn is not None:
-          h = attn(h, train)
-        groups.append(h)
+        groups.append(spec.apply(layer, attn, [groups[g] for g in row], train))
       if steady:
         x = self._scan_block(spec, groups, len(steady), b, train)
       else:

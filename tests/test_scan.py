@@ -122,6 +122,23 @@ def test_remat_gives_the_same_loss_and_gradients(hp):
   _close(grads, grads_r)
 
 
+def test_remat_cuts_the_compiled_peak_memory_of_a_dense_block():
+  """XLA's own memory analysis of the train step (no timing): remat must free the concatenations.
+
+  With `nn.remat` XLA:CPU recomputed as early as the forward pass and the ratio was 1.02; now ~0.5.
+  """
+  hp = dict(growth_rate=4, blocks=(16,), path=None, bottleneck=True, compression='half', num_classes=5)
+  x = jax.random.normal(jax.random.key(0), (16, 16, 16, 3))
+  y = jnp.arange(16) % 5
+
+  def peak(model):
+    v = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
+    m = jax.jit(_train_step(model, x, y)).lower(v['params'], v['batch_stats']).compile().memory_analysis()
+    return m.temp_size_in_bytes
+  plain, remat = peak(network.make(**hp)), peak(network.make(**hp, remat=True))
+  assert remat < 0.7 * plain, (plain, remat)
+
+
 def test_bf16_computes_in_bf16_and_keeps_fp32_state():
   hp = {**TINY, 'blocks': (6,), 'bottleneck': True, 'attention': 'paper'}
   x, y = _batch()
