@@ -6,7 +6,8 @@ names (`connectivity.block_table`). The transition and the head read what a next
 
 With `scan=True` the capped layers of a block (its steady state, SPEC section 1) run as one `nn.scan`:
 the far groups are a loop constant and the near groups a window that slides by one group per layer.
-Compile time then no longer grows with depth. `to_scanned` / `to_unrolled` move variables between
+The growing layers before the cap (all of a DenseNet block) run as scans of GROWING_CHUNK layers over
+a zero-padded feature buffer. Compile time then barely grows with depth. `to_scanned` / `to_unrolled` move variables between
 the two layouts, which compute the same function.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 import flax.linen as nn
 import jax
+from jax import lax
 import jax.numpy as jnp
 
 from sparsenet_jax import connectivity
@@ -72,6 +74,17 @@ def steady_layers(plan: BlockPlan, path: Optional[int]) -> range:
   """The block's capped layers: same input width, fixed far prefix, sliding near window."""
   num_layers = len(plan.table)
   return range(connectivity.first_capped_layer(plan.input_groups, num_layers, path), num_layers)
+
+
+# Growing layers scanned together. Each reads all earlier groups, so every layer of a chunk is padded to
+# the chunk's widest input (zero channels, zero kernel rows): at most GROWING_CHUNK - 1 extra groups.
+GROWING_CHUNK = 4
+
+
+def growing_chunks(plan: BlockPlan, path: Optional[int]) -> List[range]:
+  """The block's growing (uncapped) layers in runs of at most GROWING_CHUNK; all of DenseNet's."""
+  first = steady_layers(plan, path).start
+  return [range(s, min(s + GROWING_CHUNK, first)) for s in range(0, first, GROWING_CHUNK)]
 
 
 # Inside a scan every iteration's backward already runs after the next one's, so `nn.remat`'s plain
@@ -135,6 +148,23 @@ class SteadyLayer(nn.Module):
     return window, None
 
 
+class GrowingLayer(nn.Module):
+  """One growing layer as a scan step over a buffer that holds the block's groups, zeros after them.
+
+  Every step reads the first `read` channels (the widest input of its chunk; its weights are zero-padded
+  to that) and writes its output at `offset`, the channel after its own input.
+  """
+  spec: LayerSpec
+  train: bool
+  read: int
+
+  @nn.compact
+  def __call__(self, buffer, offset):
+    layer, attn = self.spec.build('layer', in_scan=True)
+    h = self.spec.apply(layer, attn, [buffer[..., :self.read]], self.train)
+    return lax.dynamic_update_slice_in_dim(buffer, h.astype(buffer.dtype), offset, axis=buffer.ndim - 1), None
+
+
 class SparseNet(nn.Module):
   """SparseNet (Liu & Zeng 2018) and, with `path=None`, DenseNet (Huang et al. 2017).
 
@@ -150,7 +180,8 @@ class SparseNet(nn.Module):
     stem_relu: ReLU after the stem conv (SparseNet) or not (DenseNet).
     stem_features: stem conv width; None is 2 * growth_rate.
     dtype: compute precision, e.g. jnp.bfloat16; parameters, BN statistics and logits stay float32.
-    scan: run each block's capped layers as one `nn.scan` (a no-op for DenseNet, which has none).
+    scan: run each block's capped layers as one `nn.scan` and its growing layers (all of DenseNet's) as
+      scans of GROWING_CHUNK layers, padded to the widest input of each: compile time stays flat in depth.
     remat: recompute every layer, its input concatenation included, in the backward pass.
   """
   growth_rate: int = 12
@@ -197,7 +228,13 @@ class SparseNet(nn.Module):
     for b, plan in enumerate(self.plans()):
       groups = split_groups(x, plan.input_groups)
       steady = steady_layers(plan, self.path) if self.scan else range(0)
+      chunks = growing_chunks(plan, self.path) if self.scan else []
       for i, row in enumerate(plan.table[:len(plan.table) - len(steady)]):
+        chunk = next((c for c in chunks if i in c), range(i, i + 1))
+        if len(chunk) > 1:
+          if i == chunk.start:
+            groups += self._scan_growing(spec, groups, chunk, b, train)
+          continue
         layer, attn = spec.build(f'block{b + 1}_layer{i + 1}')
         groups.append(spec.apply(layer, attn, [groups[g] for g in row], train))
       if steady:
@@ -212,6 +249,59 @@ class SparseNet(nn.Module):
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(x)
     return x.astype(jnp.float32)
+
+  def _layer_shapes(self, width: int):
+    """Variable shapes of one layer (no attention) that reads `width` channels."""
+    cls = layers.BottleneckLayer if self.bottleneck else layers.BasicLayer
+    layer = cls(growth_rate=self.growth_rate, **self._common(), parent=None)  # not a submodule
+    return jax.eval_shape(lambda: layer.init(jax.random.key(0), jnp.zeros((1, 1, 1, width), self.dtype), False))
+
+  def _scan_growing(self, spec, groups, chunk: range, b, train):
+    """Runs the growing layers `chunk` (each reads all of `groups` and its predecessors in the chunk)
+    as one scan; returns their outputs. Variables are stored unpadded, per layer, under the unrolled
+    names, and padded and stacked on the way in (`nn.map_variables`)."""
+    k = self.growth_rate
+    names = [f'block{b + 1}_layer{i + 1}' for i in chunk]
+    width = sum(g.shape[-1] for g in groups)
+    widths = [width + j * k for j in range(len(chunk))]  # each layer's input; also where it writes
+    shapes = [self._layer_shapes(w) for w in widths]
+    suffixes = ('', '_attention', '_se')
+
+    def pad(x, like):
+      return jnp.pad(x, [(0, n - m) for m, n in zip(x.shape, like.shape)])
+
+    def stack(cols):  # stored -> scanned view
+      view = {}
+      for col, tree in cols.items():
+        view[col] = {}
+        for suffix in suffixes:
+          if names[0] + suffix in tree:
+            trees = [tree[n + suffix] for n in names]
+            if not suffix:
+              trees = [jax.tree.map(pad, t, trees[-1]) for t in trees]
+            view[col]['layer' + suffix] = jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+      return view
+
+    def unstack(view):  # scanned view -> stored
+      cols = {}
+      for col, tree in view.items():
+        cols[col] = {}
+        for key, stacked in tree.items():
+          for j, n in enumerate(names):
+            t = jax.tree.map(lambda x, j=j: x[j], stacked)
+            if key == 'layer':
+              t = jax.tree.map(lambda x, s: x[tuple(slice(0, d) for d in s.shape)], t, shapes[j][col])
+            cols[col][n + key[len('layer'):]] = t
+      return cols
+
+    scan = nn.scan(GrowingLayer, variable_axes={'params': 0, 'batch_stats': 0},
+                   split_rngs={'params': True}, in_axes=0, length=len(chunk))
+    scan = nn.map_variables(scan, ['params', 'batch_stats'], trans_in_fn=stack, trans_out_fn=unstack,
+                            init=self.is_initializing(), mutable=True)
+    zeros = jnp.zeros((*groups[0].shape[:-1], len(chunk) * k), groups[0].dtype)
+    buffer, _ = scan(spec, train, widths[-1], name=f'block{b + 1}_grow{chunk.start + 1}')(
+        jnp.concatenate([*groups, zeros], axis=-1), jnp.asarray(widths, jnp.int32))
+    return [buffer[..., w:w + k] for w in widths]
 
   def _scan_block(self, spec, groups, length, b, train):
     """Runs a block's `length` capped layers after `groups`; returns what the transition reads."""
@@ -234,6 +324,14 @@ def _steady_names(model: SparseNet):
       yield f'block{b + 1}_steady', [f'block{b + 1}_layer{i + 1}' for i in steady]
 
 
+def _growing_names(model: SparseNet):
+  """(scanned module name, the unrolled layer names it keeps, unpadded) for every scanned growing chunk."""
+  for b, plan in enumerate(model.plans()):
+    for chunk in growing_chunks(plan, model.path):
+      if len(chunk) > 1:
+        yield f'block{b + 1}_grow{chunk.start + 1}', [f'block{b + 1}_layer{i + 1}' for i in chunk]
+
+
 def _suffixes(collection: Mapping[str, Any], name: str) -> List[str]:
   """'' for the layer itself, '_attention' / '_se' for its attention: what `LayerSpec.build` adds."""
   return [key[len(name):] for key in collection if key == name or key.startswith(name + '_')]
@@ -251,6 +349,10 @@ def to_scanned(model: SparseNet, variables: Mapping[str, Any]) -> Dict[str, Any]
                                                  *[tree.pop(n + suffix) for n in names])
       if stacked:
         tree[scanned] = stacked
+    for scanned, names in _growing_names(model):
+      kept = {n + suffix: tree.pop(n + suffix) for n in names for suffix in _suffixes(tree, n)}
+      if kept:
+        tree[scanned] = kept
     out[col] = tree
   return out
 
@@ -264,6 +366,8 @@ def to_unrolled(model: SparseNet, variables: Mapping[str, Any]) -> Dict[str, Any
       for key, stacked in dict(tree.pop(scanned, {})).items():
         for i, n in enumerate(names):
           tree[n + key[len('layer'):]] = jax.tree.map(lambda x, i=i: x[i], stacked)
+    for scanned, _ in _growing_names(model):
+      tree.update(tree.pop(scanned, {}))
     out[col] = tree
   return out
 

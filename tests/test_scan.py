@@ -18,6 +18,9 @@ VARIANTS = {
     'basic_near0': dict(near=0),  # no window: capped layers read only the far groups
     'se_all_near': dict(near=5, attention='se'),  # near = path + 2: no far prefix
     'capped_from_layer1': dict(stem_features=32),  # 8 input groups > path + 2: the whole block scans
+    # DenseNet: every layer grows; chunks of 4 padded layers, a lone last layer, an input of 2.5 groups
+    'densenet_growing_chunks': dict(blocks=(9, 5), path=None, bottleneck=True, compression='half',
+                                    stem_features=10),
 }
 
 
@@ -62,15 +65,16 @@ def test_scan_matches_unrolled(variant):
   v = _variables(unrolled, x)
   vs = network.to_scanned(unrolled, v)
   assert jax.tree.structure(vs) == jax.tree.structure(jax.eval_shape(lambda: scanned.init(jax.random.key(0), x)))
-  assert any(k.endswith('_steady') for k in vs['params'])
+  assert any(k.endswith('_steady') or '_grow' in k for k in vs['params'])
   logits, updates = _forward(unrolled, x)(v)
   logits_s, updates_s = _forward(scanned, x)(vs)
   _close(logits, logits_s)
   _close(updates, network.to_unrolled(unrolled, updates_s))
 
 
-def test_scan_gradients_match_unrolled():
-  hp = {**TINY, **VARIANTS['bc_attention_two_blocks']}
+@pytest.mark.parametrize('variant', ['bc_attention_two_blocks', 'densenet_growing_chunks'])
+def test_scan_gradients_match_unrolled(variant):
+  hp = {**TINY, **VARIANTS[variant]}
   unrolled, scanned = network.make(**hp), network.make(**hp, scan=True)
   x, y = _batch()
   v = _variables(unrolled, x)
@@ -81,11 +85,15 @@ def test_scan_gradients_match_unrolled():
   _close(grads, network.to_unrolled(unrolled, {'params': grads_s})['params'])
 
 
-def test_scan_is_a_no_op_for_densenet():
-  hp = dict(TINY, path=None, bottleneck=True, compression='half')
+def test_growing_layers_scan_in_chunks_with_unpadded_variables():
+  """block1: layers 1-4 and 5-7 growing (two chunks), 8+ capped; variables keep the unrolled shapes."""
+  hp = dict(TINY, blocks=(9,), path=6, bottleneck=True)
   x, _ = _batch()
-  shapes = [jax.eval_shape(lambda: network.make(**hp, scan=s).init(jax.random.key(0), x)) for s in (False, True)]
-  assert jax.tree.structure(shapes[0]) == jax.tree.structure(shapes[1])
+  unrolled, scanned = network.make(**hp), network.make(**hp, scan=True)
+  v = jax.eval_shape(lambda: scanned.init(jax.random.key(0), x))
+  assert {k for k in v['params'] if k.startswith('block1')} == {'block1_grow1', 'block1_grow5', 'block1_steady'}
+  assert v['params']['block1_grow5']['block1_layer7']['conv1']['kernel'].shape == (1, 1, 32, 16)
+  assert counting.param_count(scanned) == counting.param_count(unrolled)
 
 
 def test_scan_in_eval_mode_uses_the_running_statistics():
