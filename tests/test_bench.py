@@ -36,3 +36,17 @@ def test_bad_model_is_a_clear_error():
   out = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'bench.py'), '--model=resnet50'],
                        capture_output=True, text=True, env=env, timeout=120)
   assert out.returncode == 2 and 'unknown model' in out.stderr
+
+
+def test_round_robin_times_every_row_with_its_own_options():
+  rows = run_bench('--model=sparsenet_bc_v1,sparsenet_bc_v1:scan:remat', '--mode=train,eval', '--rounds=2')
+  assert [(r['scan'], r['remat'], r['mode']) for r in rows] == [
+      (False, False, 'train'), (False, False, 'eval'), (True, True, 'train'), (True, True, 'eval')]
+  assert all(r['steps'] == 2 and KEYS <= set(r) for r in rows)
+
+
+def test_bad_option_is_a_clear_error():
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  out = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'bench.py'), '--model=sparsenet_bc_v1:fast'],
+                       capture_output=True, text=True, env=env, timeout=120)
+  assert out.returncode == 2 and "unknown option(s) ['fast']" in out.stderr
