@@ -6,7 +6,7 @@ names (`connectivity.block_table`). The transition and the head read what a next
 
 With `scan=True` the capped layers of a block (its steady state, SPEC section 1) run as one `nn.scan`:
 the far groups are a loop constant and the near groups a window that slides by one group per layer.
-The growing layers before the cap (all of a DenseNet block) run as scans of GROWING_CHUNK layers over
+The growing layers before the cap (all of a DenseNet block) run as scans of `scan_chunk` layers over
 a zero-padded feature buffer. Compile time then barely grows with depth. `to_scanned` / `to_unrolled` move variables between
 the two layouts, which compute the same function.
 """
@@ -76,15 +76,14 @@ def steady_layers(plan: BlockPlan, path: Optional[int]) -> range:
   return range(connectivity.first_capped_layer(plan.input_groups, num_layers, path), num_layers)
 
 
-# Growing layers scanned together. Each reads all earlier groups, so every layer of a chunk is padded to
-# the chunk's widest input (zero channels, zero kernel rows): at most GROWING_CHUNK - 1 extra groups.
-GROWING_CHUNK = 4
+def growing_chunks(plan: BlockPlan, path: Optional[int], size: int) -> List[range]:
+  """The block's growing (uncapped) layers, all of DenseNet's, in runs of at most `size`.
 
-
-def growing_chunks(plan: BlockPlan, path: Optional[int]) -> List[range]:
-  """The block's growing (uncapped) layers in runs of at most GROWING_CHUNK; all of DenseNet's."""
+  Each growing layer reads every earlier group, so the layers of a run are padded to the run's widest
+  input (zero channels, zero kernel rows): at most size - 1 extra groups each. A run of one is unrolled.
+  """
   first = steady_layers(plan, path).start
-  return [range(s, min(s + GROWING_CHUNK, first)) for s in range(0, first, GROWING_CHUNK)]
+  return [range(s, min(s + size, first)) for s in range(0, first, size)]
 
 
 # Inside a scan every iteration's backward already runs after the next one's, so `nn.remat`'s plain
@@ -181,7 +180,8 @@ class SparseNet(nn.Module):
     stem_features: stem conv width; None is 2 * growth_rate.
     dtype: compute precision, e.g. jnp.bfloat16; parameters, BN statistics and logits stay float32.
     scan: run each block's capped layers as one `nn.scan` and its growing layers (all of DenseNet's) as
-      scans of GROWING_CHUNK layers, padded to the widest input of each: compile time stays flat in depth.
+      scans of `scan_chunk` layers, padded to the widest input of each: compile time stays flat in depth.
+    scan_chunk: growing layers per scan; 1 keeps them unrolled (no padding, more compile time).
     remat: recompute every layer, its input concatenation included, in the backward pass.
   """
   growth_rate: int = 12
@@ -201,6 +201,7 @@ class SparseNet(nn.Module):
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
   scan: bool = False
+  scan_chunk: int = 4
   remat: bool = False
 
   def _common(self):
@@ -228,7 +229,7 @@ class SparseNet(nn.Module):
     for b, plan in enumerate(self.plans()):
       groups = split_groups(x, plan.input_groups)
       steady = steady_layers(plan, self.path) if self.scan else range(0)
-      chunks = growing_chunks(plan, self.path) if self.scan else []
+      chunks = growing_chunks(plan, self.path, self.scan_chunk) if self.scan else []
       for i, row in enumerate(plan.table[:len(plan.table) - len(steady)]):
         chunk = next((c for c in chunks if i in c), range(i, i + 1))
         if len(chunk) > 1:
@@ -327,7 +328,7 @@ def _steady_names(model: SparseNet):
 def _growing_names(model: SparseNet):
   """(scanned module name, the unrolled layer names it keeps, unpadded) for every scanned growing chunk."""
   for b, plan in enumerate(model.plans()):
-    for chunk in growing_chunks(plan, model.path):
+    for chunk in growing_chunks(plan, model.path, model.scan_chunk):
       if len(chunk) > 1:
         yield f'block{b + 1}_grow{chunk.start + 1}', [f'block{b + 1}_layer{i + 1}' for i in chunk]
 
@@ -388,6 +389,7 @@ def validate(hp) -> None:
     positive('blocks', b)
   positive('num_classes', hp.get('num_classes', 10))
   positive('se_reduction', hp.get('se_reduction', 8))
+  positive('scan_chunk', hp.get('scan_chunk', 4))
   for name in ('bottleneck', 'conv_bias', 'stem_relu', 'scan', 'remat'):
     if not isinstance(hp.get(name, False), bool):
       raise ValueError(f'{name} must be True or False, got {hp[name]!r}')

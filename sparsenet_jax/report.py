@@ -2,7 +2,7 @@
 
 A run is a directory with `config.json` (and, once it has started, `metrics.jsonl` and checkpoints).
 Runs whose configs agree on everything that changes the result (the seed, logging, checkpointing and
-the layout switches `scan`/`remat` do not) form one group, a row of the table: the final-epoch test
+the layout switches `scan`/`scan_chunk`/`remat` do not) form one group, a row of the table: the final-epoch test
 error of its finished runs as mean ± sample std, the paper's number when the group is a Table 2 cell
 trained as the paper did, params and FLOPs (SPEC section 3). Runs with no `"final": true` row yet are
 shown as in progress, with their latest evaluation.
@@ -50,9 +50,9 @@ KNOWN_DATA = {'cifar10': ((32, 32, 3), 10), 'cifar100': ((32, 32, 3), 100), 'svh
 # Config fields that leave the trained model's error unchanged: not part of a group's identity.
 NEUTRAL_FIELDS = ('seed', 'log_every_steps', 'eval_every_epochs', 'checkpoint_every_epochs',
                   'keep_checkpoints', 'eval_batch_size', 'max_device_dataset_bytes', 'dataset.data_dir',
-                  'model.scan', 'model.remat')
+                  'model.scan', 'model.scan_chunk', 'model.remat')
 # The model fields that are the data's, not the architecture's, or only its memory layout.
-_NOT_ARCHITECTURE = ('name', 'num_classes', 'scan', 'remat')
+_NOT_ARCHITECTURE = ('name', 'num_classes', 'scan', 'scan_chunk', 'remat')
 _DATASET_ORDER = ('cifar10', 'cifar100', 'svhn')
 
 

@@ -124,6 +124,7 @@ def test_plans_of_v1_bc():
     (dict(attention='cbam'), 'attention'),
     (dict(compression='quarter'), 'compression'),
     (dict(num_classes=0), 'num_classes'),
+    (dict(scan_chunk=0), 'scan_chunk'),
     (dict(depth=100), 'depth'),
     (dict(stem_features=20), 'growth_rate'),  # a sparse block input that is not whole groups
 ])

@@ -19,6 +19,8 @@ VARIANTS = {
     'se_all_near': dict(near=5, attention='se'),  # near = path + 2: no far prefix
     'capped_from_layer1': dict(stem_features=32),  # 8 input groups > path + 2: the whole block scans
     # DenseNet: every layer grows; chunks of 4 padded layers, a lone last layer, an input of 2.5 groups
+    'chunk1_steady_only': dict(blocks=(9,), path=6, scan_chunk=1),  # growing layers stay unrolled
+    'chunk3': dict(blocks=(9,), path=6, scan_chunk=3, bottleneck=True),  # runs 1-3, 4-6, 7 alone
     'densenet_growing_chunks': dict(blocks=(9, 5), path=None, bottleneck=True, compression='half',
                                     stem_features=10),
 }
