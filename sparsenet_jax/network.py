@@ -7,8 +7,8 @@ names (`connectivity.block_table`). The transition and the head read what a next
 With `scan=True` the capped layers of a block (its steady state, SPEC section 1) run as one `nn.scan`:
 the far groups are a loop constant and the near groups a window that slides by one group per layer.
 The growing layers before the cap (all of a DenseNet block) run as scans of `scan_chunk` layers over
-a zero-padded feature buffer. Compile time then barely grows with depth. `to_scanned` / `to_unrolled` move variables between
-the two layouts, which compute the same function.
+a zero-padded feature buffer. Compile time then barely grows with depth. `to_scanned` / `to_unrolled`
+move variables between the two layouts, which compute the same function.
 """
 from __future__ import annotations
 
@@ -161,7 +161,8 @@ class GrowingLayer(nn.Module):
   def __call__(self, buffer, offset):
     layer, attn = self.spec.build('layer', in_scan=True)
     h = self.spec.apply(layer, attn, [buffer[..., :self.read]], self.train)
-    return lax.dynamic_update_slice_in_dim(buffer, h.astype(buffer.dtype), offset, axis=buffer.ndim - 1), None
+    buffer = lax.dynamic_update_slice_in_dim(buffer, h.astype(buffer.dtype), offset, axis=buffer.ndim - 1)
+    return buffer, None
 
 
 class SparseNet(nn.Module):
@@ -255,7 +256,8 @@ class SparseNet(nn.Module):
     """Variable shapes of one layer (no attention) that reads `width` channels."""
     cls = layers.BottleneckLayer if self.bottleneck else layers.BasicLayer
     layer = cls(growth_rate=self.growth_rate, **self._common(), parent=None)  # not a submodule
-    return jax.eval_shape(lambda: layer.init(jax.random.key(0), jnp.zeros((1, 1, 1, width), self.dtype), False))
+    x = jnp.zeros((1, 1, 1, width), self.dtype)
+    return jax.eval_shape(lambda: layer.init(jax.random.key(0), x, False))
 
   def _scan_growing(self, spec, groups, chunk: range, b, train):
     """Runs the growing layers `chunk` (each reads all of `groups` and its predecessors in the chunk)
