@@ -122,9 +122,12 @@ class LayerSpec(NamedTuple):
       return layer, layers.SqueezeExcite(self.se_reduction, self.dtype, name=name + '_se')
     return layer, None
 
-  def apply(self, layer, attn, groups, train: bool):
-    """The layer's output from its input groups (recomputed in the backward pass when `remat`)."""
-    recomputed = self.remat and not isinstance(layer, tuple(_REMAT.values()))
+  def apply(self, layer, attn, groups, train: bool, in_scan: bool = False):
+    """The layer's output from its input groups (recomputed in the backward pass when `remat`).
+
+    `in_scan` as given to `build`: there `nn.remat` already wraps the layer.
+    """
+    recomputed = self.remat and not in_scan
     h = layers.recompute(layer, groups, train) if recomputed else layer(groups, train)
     return h if attn is None else attn(h, train)
 
@@ -141,7 +144,7 @@ class SteadyLayer(nn.Module):
   @nn.compact
   def __call__(self, window, prefix):
     layer, attn = self.spec.build('layer', in_scan=True)
-    h = self.spec.apply(layer, attn, [p for p in (prefix, window) if p.shape[-1]], self.train)
+    h = self.spec.apply(layer, attn, [p for p in (prefix, window) if p.shape[-1]], self.train, in_scan=True)
     if window.shape[-1]:
       window = jnp.concatenate([window[..., self.spec.growth_rate:], h], axis=-1)
     return window, None
@@ -160,7 +163,7 @@ class GrowingLayer(nn.Module):
   @nn.compact
   def __call__(self, buffer, offset):
     layer, attn = self.spec.build('layer', in_scan=True)
-    h = self.spec.apply(layer, attn, [buffer[..., :self.read]], self.train)
+    h = self.spec.apply(layer, attn, [buffer[..., :self.read]], self.train, in_scan=True)
     buffer = lax.dynamic_update_slice_in_dim(buffer, h.astype(buffer.dtype), offset, axis=buffer.ndim - 1)
     return buffer, None
 
