@@ -8,8 +8,8 @@ from typing import Dict, Optional
 import ml_collections
 from ml_collections import config_dict
 
-from sparsenet_jax import network
-from sparsenet_jax import presets
+from sparsenet_jax.model import network
+from sparsenet_jax.model import presets
 
 # Fields of network.SparseNet that are not hyperparameters of an experiment.
 _RUNTIME_FIELDS = ('axis_name', 'dtype')

@@ -28,16 +28,15 @@ from absl import flags
 import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import optax
 
-from sparsenet_jax import counting  # noqa: E402
-from sparsenet_jax import presets  # noqa: E402
+from sparsenet_jax.model import counting
+from sparsenet_jax.model import presets
 
 flags.DEFINE_list('model', ['densenet_bc_100'], 'Preset names (NAME[:scan][:remat][:bf16]), or "all".')
 flags.DEFINE_list('blocks', None, 'Override the layers per block, e.g. 12,12,12.')

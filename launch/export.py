@@ -1,24 +1,22 @@
-r"""Write a run's trained model to one self-contained file (format: sparsenet_jax/export.py).
+r"""Write a run's trained model to one self-contained file (format: sparsenet_jax/tools/export.py).
 
   python launch/export.py --workdir=runs/c10 --out=c10.npz
 
 Load it for inference without the training code or the workdir:
-  from sparsenet_jax import export
+  from sparsenet_jax.tools import export
   model, variables, meta = export.load_exported('c10.npz')
   probabilities = export.predict(model, variables, meta, uint8_images)
 """
-import os
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from sparsenet_jax import checkpoints  # noqa: E402
-from sparsenet_jax import export  # noqa: E402
-from sparsenet_jax import report  # noqa: E402
+from sparsenet_jax.training import checkpoints
+from sparsenet_jax.tools import export
+from sparsenet_jax.tools import report
 
 flags.DEFINE_string('workdir', None, 'A training run: its latest checkpoint is exported.')
 flags.DEFINE_string('out', None, 'The file to write (an .npz).')

@@ -16,7 +16,6 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py[:arg]).',
@@ -61,10 +60,10 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   initialize_distributed(jax)
 
-  from sparsenet_jax import checkpoints
-  from sparsenet_jax import config_validation
-  from sparsenet_jax import datasets
-  from sparsenet_jax import train
+  from sparsenet_jax.training import checkpoints
+  from sparsenet_jax.training import config_validation
+  from sparsenet_jax.data import datasets
+  from sparsenet_jax.training import train
 
   # Expected failures: one line on stderr and an exit code a scheduler can act on; nothing is deleted.
   failures = (

@@ -8,7 +8,6 @@ Images of any size are resized to the training images' size and converted to the
 (grayscale or RGB), then normalised with the training data's statistics, as in evaluation.
 """
 import json
-import os
 import sys
 
 from absl import app
@@ -17,11 +16,10 @@ from absl import logging
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from sparsenet_jax import checkpoints  # noqa: E402
-from sparsenet_jax import export  # noqa: E402
-from sparsenet_jax import report  # noqa: E402
+from sparsenet_jax.training import checkpoints
+from sparsenet_jax.tools import export
+from sparsenet_jax.tools import report
 
 flags.DEFINE_string('workdir', None, 'A training run: its latest checkpoint is used.')
 flags.DEFINE_string('model', None, 'Or an exported model file (launch/export.py).')

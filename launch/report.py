@@ -12,10 +12,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from sparsenet_jax import checkpoints  # noqa: E402
-from sparsenet_jax import report  # noqa: E402
+from sparsenet_jax.training import checkpoints
+from sparsenet_jax.tools import report
 
 flags.DEFINE_string('workdir', None, 'A run, or a directory with runs anywhere below it (a sweep root).')
 flags.DEFINE_string('out', None, 'Where report.md and its PNGs go; default WORKDIR/report.')

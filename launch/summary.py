@@ -6,17 +6,15 @@ r"""Parameters and FLOPs of one model, or of every preset beside the paper's fig
   python launch/summary.py --model=sparsenet_bc_v1 --draw=connections.png
 """
 import json
-import os
 import sys
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from sparsenet_jax import counting  # noqa: E402
-from sparsenet_jax import plots  # noqa: E402
-from sparsenet_jax import presets  # noqa: E402
+from sparsenet_jax.model import counting
+from sparsenet_jax.tools import plots
+from sparsenet_jax.model import presets
 
 flags.DEFINE_string('model', 'sparsenet_abc_v1', 'A preset name, or "all".')
 flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')

@@ -16,9 +16,8 @@ from absl import app
 from absl import flags
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-sys.path.insert(0, REPO)
 
-from sparsenet_jax import sweeps  # noqa: E402
+from sparsenet_jax.tools import sweeps
 
 flags.DEFINE_string('sweep', None, 'A sweep file and its parameters: configs/sweeps/NAME.py[:k=v,...].')
 flags.DEFINE_string('workdir', None, 'The sweep root: each run writes to WORKDIR/<run name>.')

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from sparsenet_jax import augment
+from sparsenet_jax.data import augment
 
 MEAN = (125.3, 123.0, 113.9)
 STD = (63.3, 62.1, 66.7)

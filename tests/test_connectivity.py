@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsenet_jax import connectivity as c
+from sparsenet_jax.model import connectivity as c
 
 paths = st.integers(0, 40)
 

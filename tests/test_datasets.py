@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from conftest import SHARED_DATA
-from sparsenet_jax import datasets
+from sparsenet_jax.data import datasets
 
 CIFAR10_NPZ = os.path.join(SHARED_DATA, 'cifar10_train_10k.npz')
 CIFAR10_FOLDER = os.path.join(SHARED_DATA, 'cifar10_folder_mini')

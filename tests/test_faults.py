@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT, SHARED_DATA
 from configs import default
-from sparsenet_jax import config_validation
+from sparsenet_jax.training import config_validation
 
 MAIN = os.path.join(ROOT, 'launch', 'main.py')
 DIGITS = '--config=' + os.path.join(ROOT, 'configs', 'digits.py')
@@ -225,8 +225,8 @@ def test_no_path_unpickles():
 def test_a_failing_save_is_a_clear_error_and_keeps_earlier_checkpoints(tmp_path, monkeypatch):
   """A full disk at the second save: one line naming the step, the first checkpoint intact."""
   import errno
-  from sparsenet_jax import checkpoints
-  from sparsenet_jax import train
+  from sparsenet_jax.training import checkpoints
+  from sparsenet_jax.training import train
   from test_train import tiny_config
   real_save = checkpoints.ocp.CheckpointManager.save
 

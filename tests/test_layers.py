@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from sparsenet_jax import layers
+from sparsenet_jax.model import layers
 
 
 def reference_conv(x, kernel, pad):

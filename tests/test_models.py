@@ -5,10 +5,10 @@ import numpy as np
 import optax
 import pytest
 
-from sparsenet_jax import counting
-from sparsenet_jax import layers
-from sparsenet_jax import network
-from sparsenet_jax import presets
+from sparsenet_jax.model import counting
+from sparsenet_jax.model import layers
+from sparsenet_jax.model import network
+from sparsenet_jax.model import presets
 
 GOLDEN_PARAMS = {  # SPEC section 3, exact
     'sparsenet_v1': 1_197_194,

@@ -11,8 +11,8 @@ import numpy as np
 
 from conftest import ROOT
 from configs import digits
-from sparsenet_jax import checkpoints
-from sparsenet_jax import train
+from sparsenet_jax.training import checkpoints
+from sparsenet_jax.training import train
 
 ARGS = ['--config=' + os.path.join(ROOT, 'configs', 'digits.py'), '--config.model.growth_rate=4',
         '--config.model.blocks=(2,3)', '--config.model.path=2', '--config.num_train_steps=8',

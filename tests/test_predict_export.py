@@ -13,11 +13,11 @@ from PIL import Image
 
 from conftest import ROOT, SHARED_DATA
 from configs import digits as digits_config
-from sparsenet_jax import checkpoints
-from sparsenet_jax import datasets
-from sparsenet_jax import export
-from sparsenet_jax import report
-from sparsenet_jax import train
+from sparsenet_jax.training import checkpoints
+from sparsenet_jax.data import datasets
+from sparsenet_jax.tools import export
+from sparsenet_jax.tools import report
+from sparsenet_jax.training import train
 
 FOLDER = os.path.join(SHARED_DATA, 'cifar10_folder_mini')
 TEST_IMAGES = sorted(glob.glob(os.path.join(FOLDER, 'test', '*', '*.jpg')))
@@ -122,7 +122,7 @@ def test_exported_file_loads_and_predicts_without_training_code(run, tmp_path):
   export.save_exported(path, variables, meta)
   with zipfile.ZipFile(path) as z:  # plain .npy members, nothing pickled
     assert all(n.endswith('.npy') for n in z.namelist())
-  code = ('import json, sys; sys.path.insert(0, sys.argv[1]); from sparsenet_jax import export; '
+  code = ('import json, sys; from sparsenet_jax.tools import export; '
           'm, v, meta = export.load_exported(sys.argv[2]); '
           'import numpy as np; p = export.predict(m, v, meta, np.zeros((2, 32, 32, 3), np.uint8)); '
           'print(json.dumps([p.shape, sorted(k for k in sys.modules if k.startswith("sparsenet_jax") '

@@ -14,9 +14,9 @@ from conftest import ROOT, SHARED_DATA
 from configs import default
 from configs import cifar10_npz as cifar10_npz_config
 from configs import digits as digits_config
-from sparsenet_jax import report
-from sparsenet_jax import sweeps
-from sparsenet_jax import train
+from sparsenet_jax.tools import report
+from sparsenet_jax.tools import sweeps
+from sparsenet_jax.training import train
 
 
 def set_fields(config, **overrides):

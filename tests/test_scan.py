@@ -8,9 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from sparsenet_jax import counting
-from sparsenet_jax import network
-from sparsenet_jax import presets
+from sparsenet_jax.model import counting
+from sparsenet_jax.model import network
+from sparsenet_jax.model import presets
 
 TINY = dict(growth_rate=4, blocks=(7,), path=3, num_classes=5)  # layers 5-7 are capped
 VARIANTS = {

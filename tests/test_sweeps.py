@@ -15,8 +15,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from sparsenet_jax import budget
-from sparsenet_jax import sweeps
+from sparsenet_jax.tools import budget
+from sparsenet_jax.tools import sweeps
 
 
 def sweep_cli(*args, timeout=600):
@@ -61,7 +61,7 @@ def test_runs_are_named_after_their_grid_point():
 
 def write_sweep(tmp_path, body, name='my_sweep.py'):
   path = tmp_path / name
-  path.write_text('from sparsenet_jax import sweeps\n\n' + textwrap.dedent(body))
+  path.write_text('from sparsenet_jax.tools import sweeps\n\n' + textwrap.dedent(body))
   return str(path)
 
 

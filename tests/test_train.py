@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, SHARED_DATA
 from configs import default
 from configs import digits as digits_config
-from sparsenet_jax import train
+from sparsenet_jax.training import train
 
 CIFAR_NPZ = os.path.join(SHARED_DATA, 'cifar10_train_10k.npz')
 
@@ -39,7 +39,8 @@ def tiny_config(**overrides):
 
 
 def params_of(workdir, config):
-  from sparsenet_jax import checkpoints, datasets
+  from sparsenet_jax.data import datasets
+  from sparsenet_jax.training import checkpoints
   data = datasets.load(config.dataset)
   mesh = train.make_mesh()
   model = train.build_model(config, data.num_classes)
@@ -79,7 +80,7 @@ def test_digits_learns_and_resume_is_the_same_run(tmp_path):
 
 
 def _one_step(config, mesh, images, labels):
-  from sparsenet_jax import datasets
+  from sparsenet_jax.data import datasets
   data = datasets.load(config.dataset)
   model = train.build_model(config, 10, axis_name='data' if config.sync_batch_norm else None)
   tx, schedule = train.make_optimizer(config, 23)
@@ -123,7 +124,7 @@ def test_eval_mode_prints_and_appends_a_row(tmp_path):
 
 def test_eval_counts_every_example_once():
   """297 examples with eval batch 64 on 4 devices: 4 full batches + a padded one."""
-  from sparsenet_jax import datasets
+  from sparsenet_jax.data import datasets
   config = tiny_config()
   data = datasets.load(config.dataset)
   mesh = train.make_mesh()

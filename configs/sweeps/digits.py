@@ -4,7 +4,7 @@ epochs each (the epochs are in the run names, so a longer sweep never mistakes t
   python launch/sweep.py --sweep=configs/sweeps/digits.py --workdir=/tmp/digits_sweep --max_parallel=2
   python launch/sweep.py --sweep=configs/sweeps/digits.py:seeds=4,num_epochs=30 --workdir=/tmp/digits30
 """
-from sparsenet_jax import sweeps
+from sparsenet_jax.tools import sweeps
 
 
 def get_sweep(seeds=2, num_epochs=1):

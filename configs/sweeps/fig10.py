@@ -3,7 +3,7 @@ far-near split 14-0, 10-4, 7-7 (the default), 4-10 and 0-14: `near` = 0, 4, 7, 1
 
   python launch/sweep.py --sweep=configs/sweeps/fig10.py --workdir=$HOME/sweeps/fig10
 """
-from sparsenet_jax import sweeps
+from sparsenet_jax.tools import sweeps
 
 
 def get_sweep(seeds=1):

@@ -10,8 +10,8 @@ guess); `:layers=28` alone takes seconds.
   python launch/sweep.py --sweep=configs/sweeps/fig11.py --workdir=$HOME/sweeps/fig11 --dry_run
   python launch/sweep.py --sweep=configs/sweeps/fig11.py:layers=28 --workdir=... --dry_run
 """
-from sparsenet_jax import budget
-from sparsenet_jax import sweeps
+from sparsenet_jax.tools import budget
+from sparsenet_jax.tools import sweeps
 
 GROWTH_RATES = tuple(range(6, 27, 2))
 BASIC_V1 = 'configs/cifar10_v1.py:variant=basic'  # CIFAR-10 recipe; blocks, k and path overridden

@@ -6,7 +6,7 @@ SparseNet-bc is already Table 2's bc and abc rows. Both modules act on each laye
 
   python launch/sweep.py --sweep=configs/sweeps/fig7.py --workdir=$HOME/sweeps/fig7
 """
-from sparsenet_jax import sweeps
+from sparsenet_jax.tools import sweeps
 
 BASIC_V1 = 'configs/cifar10_v1.py:variant=basic'
 

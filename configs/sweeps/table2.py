@@ -7,7 +7,7 @@ DenseNet-BC (k=40, L=190) on C10 and C100 only (the paper has no SVHN number for
   python launch/sweep.py --sweep=configs/sweeps/table2.py --workdir=$HOME/sweeps/table2 --dry_run
   python launch/sweep.py --sweep=configs/sweeps/table2.py:seeds=3 --workdir=/shared/table2 --slurm
 """
-from sparsenet_jax import sweeps
+from sparsenet_jax.tools import sweeps
 
 DATASETS = ('cifar10', 'cifar100', 'svhn')
 SPARSENET = {'bc': ('v1', 'v2', 'v3'), 'abc': ('v1', 'v2', 'v3', 'v4')}

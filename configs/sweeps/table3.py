@@ -3,7 +3,7 @@ blocks 8-12-16 (the preset, 4.95% error) against 12-12-12 (5.36%).
 
   python launch/sweep.py --sweep=configs/sweeps/table3.py --workdir=$HOME/sweeps/table3
 """
-from sparsenet_jax import sweeps
+from sparsenet_jax.tools import sweeps
 
 
 def get_sweep(seeds=1):

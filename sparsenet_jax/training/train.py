@@ -21,15 +21,15 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sparsenet_jax import augment
-from sparsenet_jax import checkpoints
-from sparsenet_jax import config_validation
-from sparsenet_jax import datasets
-from sparsenet_jax import input_pipeline
-from sparsenet_jax import metrics as metrics_lib
-from sparsenet_jax import network
-from sparsenet_jax import optimizer
-from sparsenet_jax import presets
+from sparsenet_jax.data import augment
+from sparsenet_jax.training import checkpoints
+from sparsenet_jax.training import config_validation
+from sparsenet_jax.data import datasets
+from sparsenet_jax.data import input_pipeline
+from sparsenet_jax.training import metrics as metrics_lib
+from sparsenet_jax.model import network
+from sparsenet_jax.training import optimizer
+from sparsenet_jax.model import presets
 
 DTYPES = {'fp32': jnp.float32, 'bf16': jnp.bfloat16}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from sparsenet_jax import network
+from sparsenet_jax.model import network
 
 _VERSIONS = {  # version: (growth_rate, blocks, path)
     'v1': (16, (8, 12, 16), 14),

@@ -19,8 +19,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-from sparsenet_jax import connectivity
-from sparsenet_jax import layers
+from sparsenet_jax.model import connectivity
+from sparsenet_jax.model import layers
 
 ATTENTIONS = (None, 'paper', 'se')
 

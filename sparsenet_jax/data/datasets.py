@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from sklearn import datasets as sklearn_datasets
 
-from sparsenet_jax.augment import AUGMENTATIONS
+from sparsenet_jax.data.augment import AUGMENTATIONS
 
 SOURCES = ('cifar10', 'cifar100', 'svhn', 'digits', 'npz', 'image_folder')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')

@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
-from sparsenet_jax import counting
-from sparsenet_jax import presets
+from sparsenet_jax.model import counting
+from sparsenet_jax.model import presets
 
 FIG11_PRESET = 'sparsenet_v1'
 FIG11_TARGET = 1_000_000

@@ -21,13 +21,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sparsenet_jax import checkpoints
-from sparsenet_jax import counting
-from sparsenet_jax import export
-from sparsenet_jax import metrics
-from sparsenet_jax import network
-from sparsenet_jax import plots
-from sparsenet_jax import presets
+from sparsenet_jax.training import checkpoints
+from sparsenet_jax.model import counting
+from sparsenet_jax.tools import export
+from sparsenet_jax.training import metrics
+from sparsenet_jax.model import network
+from sparsenet_jax.tools import plots
+from sparsenet_jax.model import presets
 
 # SPEC section 5, the paper's Table 2: final-epoch test error (%) per preset and dataset.
 PAPER_ERRORS: Dict[str, Dict[str, float]] = {

@@ -369,7 +369,7 @@ def slurm_script(sweep_runs: Sequence[Run], root: str, repo: str, sweep: str,
     cases.append(f'  {i}) name={shlex.quote(run.name)}\n'
                  f'     cmd=({shlex.join(command_fn(run, workdir))}) ;;')
   job = re.sub(r'\W', '_', os.path.splitext(os.path.basename(sweep.partition(':')[0]))[0])
-  check_done = ('import sys; from sparsenet_jax import sweeps; '
+  check_done = ('import sys; from sparsenet_jax.tools import sweeps; '
                 'sys.exit(sweeps.status(sys.argv[1]) != "done")')
   return f'''#!/bin/bash
 # {len(sweep_runs)} runs of {sweep}, one array task each. Submit with:

@@ -1,9 +1,9 @@
 """Checks a config before anything is loaded or compiled, so a typo costs one line, not a traceback."""
 from __future__ import annotations
 
-from sparsenet_jax import datasets
-from sparsenet_jax import network
-from sparsenet_jax import presets
+from sparsenet_jax.data import datasets
+from sparsenet_jax.model import network
+from sparsenet_jax.model import presets
 
 PRECISIONS = ('fp32', 'bf16')
 

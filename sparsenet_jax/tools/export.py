@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
-from sparsenet_jax import network
+from sparsenet_jax.model import network
 
 FORMAT = 'sparsenet_jax.export'
 FORMAT_VERSION = 1
