@@ -1,33 +1,37 @@
-r"""The paper's training recipe (SPEC section 4) and the config fields every experiment shares.
+r"""The paper's training recipe (docs/model.md section 4) and the config fields every experiment shares.
 
 Experiment files import this and override a few fields; every field can also be overridden on the
 command line, e.g. `--config.num_epochs=1 --config.model.growth_rate=12`.
+
+`config.model` is a preset name plus one field per `ModelSpec` field, all None ("as the preset says"):
+the spec owns the fields and their defaults, the config holds only what an experiment changes.
 """
 from typing import Dict, Optional
 
 import ml_collections
 from ml_collections import config_dict
 
-from sparsenet_jax.model import network
-from sparsenet_jax.model import presets
+from sparsenet_jax.model import spec as spec_lib
 
-# Fields of network.SparseNet that are not hyperparameters of an experiment.
-_RUNTIME_FIELDS = ('axis_name', 'dtype')
-_OPTIONAL = {'path': int, 'near': int, 'attention': str, 'stem_features': int, 'num_classes': int}
+_DATASET_RECIPES = {
+    'cifar10': dict(num_epochs=280.0, lr_boundaries_epochs=(150.0, 200.0, 250.0),
+                    learning_rates=(0.1, 0.01, 0.001, 0.0002)),
+    'cifar100': dict(num_epochs=280.0, lr_boundaries_epochs=(150.0, 200.0, 250.0),
+                     learning_rates=(0.1, 0.01, 0.001, 0.0002)),
+    'svhn': dict(num_epochs=40.0, lr_boundaries_epochs=(20.0, 30.0), learning_rates=(0.1, 0.01, 0.001)),
+}
 
 
-def model_config(name: str) -> ml_collections.ConfigDict:
-  """config.model: the preset's name plus every hyperparameter, each overridable."""
-  hp = presets.hyperparameters(name)
-  defaults = network.SparseNet.__dataclass_fields__
+def model_config(name: str, **overrides) -> ml_collections.ConfigDict:
+  """config.model: the preset's name, and every spec field the training code does not set, as None
+  (typed, so the command line can set it) unless given in `overrides`."""
   model = ml_collections.ConfigDict({'name': name})
-  for field in network.HYPERPARAMETERS:
-    if field in _RUNTIME_FIELDS:
-      continue
-    value = None if field == 'num_classes' else hp.get(field, defaults[field].default)  # classes: data
-    if field in _OPTIONAL:  # typed, so that None and a value can both be set from the command line
-      value = config_dict.FieldReference(value, field_type=_OPTIONAL[field])
-    model[field] = value
+  for field in spec_lib.FIELDS:
+    if spec_lib.KIND[field] == spec_lib.RUNTIME:
+      continue  # dtype and axis_name come from `precision` and `sync_batch_norm`
+    model[field] = config_dict.FieldReference(overrides.pop(field, None), field_type=spec_lib.field_type(field))
+  if overrides:
+    raise ValueError(f'unknown model field(s) {sorted(overrides)}')
   return model
 
 
@@ -38,7 +42,7 @@ def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'cifar10'
-  config.dataset.data_dir = config_dict.placeholder(str)    # tfds data_dir (None: tfds default)
+  config.dataset.data_dir = config_dict.placeholder(str)    # downloads and prepared copies (None: default)
   config.dataset.train_path = config_dict.placeholder(str)  # npz
   config.dataset.test_path = config_dict.placeholder(str)   # npz
   config.dataset.root = config_dict.placeholder(str)        # image_folder
@@ -52,9 +56,10 @@ def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
   config.num_train_steps = -1  # > 0 overrides num_epochs (smoke tests)
   config.learning_rates = (0.1, 0.01, 0.001, 0.0002)
   config.lr_boundaries_epochs = (150.0, 200.0, 250.0)
-  config.momentum = 0.9
-  config.nesterov = True
-  config.weight_decay = 1e-4
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = 'sgd'  # any optax optimiser: optax.<name>(learning_rate=schedule, **kwargs)
+  config.optimizer.kwargs = ml_collections.ConfigDict({'momentum': 0.9, 'nesterov': True})
+  config.weight_decay = 1e-4      # L2: decay * params added to the gradient before the optimiser
   config.sync_batch_norm = False  # the paper: per-device BatchNorm statistics
   config.precision = 'fp32'       # or 'bf16': bf16 compute, fp32 parameters and BN statistics
 
@@ -69,7 +74,7 @@ def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
 
 
 def parse_arg(arg: Optional[str], allowed: Dict[str, tuple]) -> Dict[str, str]:
-  """'variant=bc,seed=1' -> {'variant': 'bc'}; every key and value must be in `allowed`."""
+  """'variant=bc' -> {'variant': 'bc'}; every key and value must be in `allowed`."""
   out = {}
   for item in filter(None, (arg or '').split(',')):
     key, sep, value = item.partition('=')
@@ -81,38 +86,29 @@ def parse_arg(arg: Optional[str], allowed: Dict[str, tuple]) -> Dict[str, str]:
   return out
 
 
-_DATASET_RECIPES = {
-    'cifar10': dict(num_epochs=280.0, lr_boundaries_epochs=(150.0, 200.0, 250.0),
-                    learning_rates=(0.1, 0.01, 0.001, 0.0002)),
-    'cifar100': dict(num_epochs=280.0, lr_boundaries_epochs=(150.0, 200.0, 250.0),
-                     learning_rates=(0.1, 0.01, 0.001, 0.0002)),
-    'svhn': dict(num_epochs=40.0, lr_boundaries_epochs=(20.0, 30.0), learning_rates=(0.1, 0.01, 0.001)),
-}
-
-
 def paper_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   """One cell of the paper's Table 2: `model` trained on `dataset` with the paper's recipe."""
   config = get_config()
   config.model = model_config(model)
   config.dataset.name = dataset
-  recipe = _DATASET_RECIPES[dataset]
-  config.num_epochs = recipe['num_epochs']
-  config.lr_boundaries_epochs = recipe['lr_boundaries_epochs']
-  config.learning_rates = recipe['learning_rates']
+  for key, value in _DATASET_RECIPES[dataset].items():
+    config[key] = value
   if dataset == 'svhn':
     config.eval_every_epochs = 2
     config.checkpoint_every_epochs = 1  # an SVHN epoch is 9,443 steps
   return config
 
 
+_VARIANTS = {'basic': 'sparsenet', 'bc': 'sparsenet_bc', 'abc': 'sparsenet_abc'}  # presets' families
+
+
 def sparsenet_config(dataset: str, version: str, arg: Optional[str]) -> ml_collections.ConfigDict:
   """`:variant=basic|bc|abc` picks SparseNet, SparseNet-bc or SparseNet-abc (default abc)."""
-  variant = parse_arg(arg, {'variant': tuple(presets.VARIANTS)}).get('variant', 'abc')
-  family = presets.VARIANTS[variant][0]
-  return paper_config(dataset, f'{family}_{version}')
+  variant = parse_arg(arg, {'variant': tuple(_VARIANTS)}).get('variant', 'abc')
+  return paper_config(dataset, f'{_VARIANTS[variant]}_{version}')
 
 
 def densenet_config(dataset: str, arg: Optional[str]) -> ml_collections.ConfigDict:
   """`:model=densenet_bc_100|densenet_bc_250|densenet_bc_190` (default densenet_bc_100)."""
-  names = tuple(n for n in presets.names() if n.startswith('densenet_bc'))
+  names = ('densenet_bc_100', 'densenet_bc_250', 'densenet_bc_190')
   return paper_config(dataset, parse_arg(arg, {'model': names}).get('model', 'densenet_bc_100'))

@@ -16,7 +16,7 @@ from absl import logging
 
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.tools import export
-from sparsenet_jax.tools import report
+from sparsenet_jax.training import restore
 
 flags.DEFINE_string('workdir', None, 'A training run: its latest checkpoint is exported.')
 flags.DEFINE_string('out', None, 'The file to write (an .npz).')
@@ -29,7 +29,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
   try:
-    _, variables, meta = report.load_run(FLAGS.workdir)
+    _, variables, meta = restore.restore_run(FLAGS.workdir)
     export.save_exported(FLAGS.out, variables, meta)
   except checkpoints.CheckpointError as e:
     print(f'checkpoint error: {e}', file=sys.stderr)
@@ -39,7 +39,7 @@ def main(argv):
     sys.exit(2)
   params = sum(v.size for k, v in export.leaves(variables).items() if k.startswith('params/'))
   print(f'wrote {FLAGS.out}: {meta["preset"]}, {params:,} params, step {meta["step"]}, '
-        f'{len(meta["class_names"]) or meta["num_classes"]} classes')
+        f'{meta["model"]["num_classes"]} classes')
 
 
 if __name__ == '__main__':

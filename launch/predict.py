@@ -19,7 +19,7 @@ import numpy as np
 
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.tools import export
-from sparsenet_jax.tools import report
+from sparsenet_jax.training import restore
 
 flags.DEFINE_string('workdir', None, 'A training run: its latest checkpoint is used.')
 flags.DEFINE_string('model', None, 'Or an exported model file (launch/export.py).')
@@ -38,7 +38,7 @@ def main(argv):
     if FLAGS.model:
       model, variables, meta = export.load_exported(FLAGS.model)
     else:
-      model, variables, meta = report.load_run(FLAGS.workdir)
+      model, variables, meta = restore.restore_run(FLAGS.workdir)
     pixels = np.stack([export.load_image(path, meta['image_shape']) for path in images])
   except export.ExportError as e:
     print(f'error: {e}', file=sys.stderr)

@@ -4,6 +4,7 @@ r"""Parameters and FLOPs of one model, or of every preset beside the paper's fig
   python launch/summary.py --model=sparsenet_v1 --blocks=12,12,12
   python launch/summary.py --model=all [--json]
   python launch/summary.py --model=sparsenet_bc_v1 --draw=connections.png
+  python launch/summary.py --model=sparsenet_bc_v1 --connectivity=log --scan    # how each block runs
 """
 import json
 import sys
@@ -12,9 +13,11 @@ from absl import app
 from absl import flags
 
 
+from sparsenet_jax.model import connectivity
 from sparsenet_jax.model import counting
-from sparsenet_jax.tools import plots
+from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
+from sparsenet_jax.tools import plots
 
 flags.DEFINE_string('model', 'sparsenet_abc_v1', 'A preset name, or "all".')
 flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
@@ -22,6 +25,9 @@ flags.DEFINE_list('blocks', None, 'Layers per block, e.g. 12,12,12.')
 flags.DEFINE_integer('growth_rate', None, 'k.')
 flags.DEFINE_string('path', None, 'Connections kept per layer; "none" for DenseNet.')
 flags.DEFINE_integer('near', None, 'How many of the path + 2 groups are the nearest ones.')
+flags.DEFINE_enum('connectivity', None, list(connectivity.PATTERNS), 'Connection pattern.')
+flags.DEFINE_bool('scan', False, 'Print how each block runs with model.scan (which layers are scanned).')
+flags.DEFINE_integer('scan_chunk', None, 'Growing layers per scan (with --scan).')
 flags.DEFINE_integer('image_size', 32, 'Input height and width.')
 flags.DEFINE_bool('json', False, 'One JSON object per line instead of a table.')
 flags.DEFINE_string('draw', None, 'Write the connection pattern of the model to this PNG.')
@@ -44,12 +50,41 @@ def overrides():
       raise ValueError(f'--path must be an integer or "none", got {FLAGS.path!r}')
   if FLAGS.near is not None:
     o['near'] = FLAGS.near
+  if FLAGS.connectivity is not None:
+    o['connectivity'] = FLAGS.connectivity
+  if FLAGS.scan_chunk is not None:
+    o['scan_chunk'] = FLAGS.scan_chunk
+  if FLAGS.image_size < 1:
+    raise ValueError(f'--image_size must be a positive integer, got {FLAGS.image_size}')
   return o
+
+
+def schedule_lines(name, model):
+  """One line per block: which layers run scanned (padded growing chunks, the steady window) and which
+  unrolled, as `model.scan=True` would run them."""
+  spec = model.spec.replace(scan=True)
+  lines = []
+  for b, plan in enumerate(network.block_plans(spec)):
+    parts = []
+    for seg in network.block_schedule(plan, spec):
+      first, last = seg.layers.start + 1, seg.layers.stop
+      span = f'{first}' if first == last else f'{first}-{last}'
+      parts.append({'layer': f'unrolled {span}', 'grow': f'scanned (growing) {span}',
+                    'steady': f'scanned (far {seg.far} + near {seg.near}) {span}'}[seg.kind])
+    merged = []  # consecutive unrolled layers read as one range
+    for p in parts:
+      if merged and p.startswith('unrolled') and merged[-1].startswith('unrolled'):
+        merged[-1] = merged[-1].split('-')[0] + '-' + p.split()[-1].split('-')[-1]
+      else:
+        merged.append(p)
+    lines.append(f'{name} block {b + 1} ({len(plan.table)} layers, '
+                 f'{connectivity.num_connections(plan.table)} connections): {"; ".join(merged)}')
+  return lines
 
 
 def row(name, model, o):
   r = counting.summarize(model, (FLAGS.image_size, FLAGS.image_size, 3))
-  paper = presets.PAPER_PARAMS[name] if o == {'num_classes': 10} else None
+  paper = presets.PAPER_PARAMS[name] if model.spec == presets.get(name) else None
   return {'model': name, 'params': r['params'], 'flops': r['flops'], 'xla_flops': r['xla_flops'],
                  'paper_params': paper}
 
@@ -62,6 +97,10 @@ def main(argv):
     if FLAGS.model == 'all' and FLAGS.draw:
       raise ValueError('--draw needs one --model, not "all"')
     models = [presets.build(name, **o) for name in names]  # bad input fails before any output
+    if FLAGS.scan:
+      for name, model in zip(names, models):
+        print('\n'.join(schedule_lines(name, model)))
+      return
     if not FLAGS.json:
       print('| model | params | paper params | diff | MFLOPs (2 x MACs) | XLA MFLOPs |')
       print('|---|---:|---:|---:|---:|---:|')
@@ -76,7 +115,9 @@ def main(argv):
         print(f'| {name} | {r["params"]:,} | {paper_s} | {diff} | {r["flops"] / 1e6:,.1f} | '
               f'{r["xla_flops"] / 1e6:,.1f} |', flush=True)
       if FLAGS.draw:
-        plots.draw_connections(model.plans(), f'{name}: path={model.path}, near={model.near if model.near is not None or model.path is None else model.path // 2}', FLAGS.draw)
+        spec = model.spec
+        shape = f'path={spec.path}, near={spec.near}' if spec.connectivity == 'sparsenet' else spec.connectivity
+        plots.draw_connections(model.plans(), f'{name}: {shape}', FLAGS.draw)
         print(f'wrote {FLAGS.draw}', file=sys.stderr)
   except (ValueError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)

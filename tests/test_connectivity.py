@@ -8,6 +8,11 @@ from sparsenet_jax.model import connectivity as c
 paths = st.integers(0, 40)
 
 
+def first_capped(g0, n, path):
+  """The paper's cap, from path arithmetic: the first layer that sees more than path + 2 groups."""
+  return min(n, max(0, path + 3 - g0))
+
+
 @st.composite
 def block_args(draw):
   path = draw(paths)
@@ -59,7 +64,7 @@ def test_path_at_least_group_count_is_densenet(args):
 def test_widths_grow_one_group_per_layer_then_stay_constant(args):
   g0, n, path, near = args
   widths = c.input_widths(c.block_table(g0, n, path, near), growth_rate=1)
-  cap = c.first_capped_layer(g0, n, path)
+  cap = first_capped(g0, n, path)
   for i, w in enumerate(widths):
     if i < cap:
       assert w == g0 + i
@@ -77,7 +82,7 @@ def test_capped_regime_is_fixed_prefix_plus_sliding_window(args):
   nn_ = path // 2 if near is None else near
   far = path + 2 - nn_
   table = c.block_table(g0, n, path, near)
-  capped = table[c.first_capped_layer(g0, n, path):]
+  capped = table[first_capped(g0, n, path):]
   for a, b in zip(capped, capped[1:]):
     assert a[:far] == b[:far] == tuple(range(far))
     assert tuple(g + 1 for g in a[far:]) == b[far:]  # the near window slides by one
@@ -98,7 +103,7 @@ def test_paper_example_v1_first_block():
   assert c.block_table(2, 8, 14) == tuple(tuple(range(2 + i)) for i in range(8))
   # Block 3 of V1-bc: 9 input groups, 16 layers; layer 7 is the first capped one.
   t = c.block_table(9, 16, 14)
-  assert c.first_capped_layer(9, 16, 14) == 8
+  assert c.steady_state(t, 9, c.transition_sources(9, 16, 14)).start == 8
   assert t[8] == tuple(range(9)) + tuple(range(10, 17))
 
 
@@ -121,3 +126,41 @@ def test_section_5_1_variants(near, expected):
 def test_invalid_arguments_name_the_argument(kwargs, name):
   with pytest.raises(ValueError, match=name):
     c.block_table(**kwargs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(block_args())
+def test_steady_state_read_off_the_table_is_the_papers_cap(args):
+  """The scan's prefix and window come from the table rows and agree with the path arithmetic."""
+  g0, n, path, near = args
+  table = c.block_table(g0, n, path, near)
+  steady = c.steady_state(table, g0, c.transition_sources(g0, n, path, near))
+  cap = first_capped(g0, n, path)
+  if cap == n:
+    assert steady is None
+    return
+  nn_ = path // 2 if near is None else near
+  assert steady == c.SteadyState(cap, path + 2 - nn_, nn_)
+  assert c.dense_rows(table, g0) == cap
+
+
+def test_a_table_without_a_sliding_window_has_no_steady_state():
+  table = c.block_table(2, 12, None, pattern='log')
+  assert c.steady_state(table, 2, c.transition_sources(2, 12, None, pattern='log')) is None
+  assert c.dense_rows(table, 2) == 3  # layers 1-3 still read everything: a growing scan can run them
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 80))
+def test_log_pattern_reads_the_block_input_and_power_of_two_distances(g0, n):
+  for i, row in enumerate(c.block_table(g0, n, None, pattern='log')):
+    groups = g0 + i
+    expected = set(range(g0)) | {groups - 2 ** j for j in range(groups.bit_length()) if 2 ** j <= groups}
+    assert set(row) == expected and list(row) == sorted(row)
+  # O(L log L): far fewer reads than DenseNet's L^2 / 2
+  assert c.num_connections(c.block_table(2, 200, None, pattern='log')) < 200 * 12
+
+
+def test_unknown_pattern_is_refused_by_name():
+  with pytest.raises(ValueError, match='connectivity'):
+    c.block_table(2, 3, 4, pattern='ring')

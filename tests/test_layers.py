@@ -1,4 +1,5 @@
-"""layers.conv2d writes its own backward pass: it must equal autodiff's, and Conv must equal nn.Conv."""
+"""kernels.conv2d writes its own backward pass: it must equal autodiff's; ForwardVJPConv must equal nn.Conv
+and refuse what it does not support; `auto` picks by backend."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from sparsenet_jax.model import layers
+from sparsenet_jax.model import kernels
 
 
 def reference_conv(x, kernel, pad):
@@ -26,9 +27,9 @@ def test_conv2d_gradients_equal_autodiff(size, shape, features):
   def loss(f):
     return lambda x, k: jnp.sum(f(x, k, pad) * dy)
 
-  np.testing.assert_allclose(layers.conv2d(x, kernel, pad), reference_conv(x, kernel, pad), rtol=1e-5,
+  np.testing.assert_allclose(kernels.conv2d(x, kernel, pad), reference_conv(x, kernel, pad), rtol=1e-5,
                              atol=1e-5)
-  ours = jax.grad(loss(layers.conv2d), argnums=(0, 1))(x, kernel)
+  ours = jax.grad(loss(kernels.conv2d), argnums=(0, 1))(x, kernel)
   theirs = jax.grad(loss(reference_conv), argnums=(0, 1))(x, kernel)
   for a, b in zip(ours, theirs):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -36,8 +37,26 @@ def test_conv2d_gradients_equal_autodiff(size, shape, features):
 
 def test_conv_module_equals_nn_conv_with_the_same_parameters():
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 6))
-  ours = layers.Conv(5, (3, 3), padding='SAME', use_bias=True)
+  ours = kernels.ForwardVJPConv(5, (3, 3), padding='SAME', use_bias=True)
   flax_conv = nn.Conv(5, (3, 3), padding='SAME', use_bias=True)
   variables = flax_conv.init(jax.random.key(2), x)
   assert jax.tree.structure(ours.init(jax.random.key(2), x)) == jax.tree.structure(variables)
   np.testing.assert_allclose(ours.apply(variables, x), flax_conv.apply(variables, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('kwargs', [dict(strides=(2, 2)), dict(padding='VALID'), dict(kernel_dilation=2),
+                                    dict(feature_group_count=2), dict(kernel_size=(2, 2))])
+def test_forward_vjp_conv_refuses_what_it_does_not_support(kwargs):
+  x = jnp.zeros((1, 8, 8, 4))
+  conv = kernels.ForwardVJPConv(4, **{'kernel_size': (3, 3), 'padding': 'SAME', **kwargs})
+  with pytest.raises(ValueError, match='ForwardVJPConv supports'):
+    conv.init(jax.random.key(0), x)
+
+
+def test_auto_picks_the_cpu_kernels_on_cpu_and_flax_elsewhere(monkeypatch):
+  assert kernels.conv_module('auto') is kernels.ForwardVJPConv  # the tests run on XLA:CPU
+  assert kernels.remat_impl('auto') == 'tied'
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert kernels.conv_module('auto') is nn.Conv
+  assert kernels.remat_impl('auto') == 'checkpoint'
+  assert kernels.conv_module('forward_vjp') is kernels.ForwardVJPConv  # explicit choices stand

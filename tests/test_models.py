@@ -1,4 +1,6 @@
 """Presets against the paper's Table 1 and 3, shapes of every preset, and real passes of the small ones."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +11,10 @@ from sparsenet_jax.model import counting
 from sparsenet_jax.model import layers
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
+from sparsenet_jax.model import spec as spec_lib
+from sparsenet_jax.model.spec import ModelSpec
 
-GOLDEN_PARAMS = {  # SPEC section 3, exact
+GOLDEN_PARAMS = {  # docs/model.md section 3, exact
     'sparsenet_v1': 1_197_194,
     'sparsenet_bc_v1': 828_442,
     'sparsenet_abc_v1': 860_698,
@@ -139,4 +143,21 @@ def test_unknown_preset():
 
 
 def test_network_make_is_the_validated_constructor():
-  assert network.make(growth_rate=8, blocks=(2, 2), path=3).blocks == (2, 2)
+  assert network.make(growth_rate=8, blocks=[2, 2], path=3).spec.blocks == (2, 2)
+
+
+def test_spec_round_trips_through_json_and_splits_its_fields_by_kind():
+  spec = presets.get('sparsenet_abc_v1', scan=True, near=3, remat=True)
+  assert ModelSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+  assert set(spec.architecture()) == {f for f in spec_lib.FIELDS if spec_lib.KIND[f] == 'architecture'}
+  assert not {'scan', 'scan_chunk', 'remat', 'conv_impl', 'remat_impl', 'dtype'} & set(spec.architecture())
+  assert spec.architecture() == presets.get('sparsenet_abc_v1', near=3).architecture()
+
+
+def test_one_model_has_one_spelling():
+  assert presets.get('sparsenet_v1').near == 7  # the default near is stored as its value
+  assert presets.get('sparsenet_v1', path=10).near == 5  # and follows a new path
+  assert presets.get('sparsenet_v1', path=None) == presets.get('sparsenet_v1', connectivity='dense')
+  assert presets.get('densenet_40', path=12).connectivity == 'sparsenet'  # a path makes DenseNet sparse
+  log = presets.get('sparsenet_v1', connectivity='log')
+  assert (log.path, log.near) == (None, None)  # the log pattern has neither

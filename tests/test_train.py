@@ -9,9 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT, SHARED_DATA, build
 from configs import default
 from configs import digits as digits_config
+from sparsenet_jax.data import datasets
+from sparsenet_jax.model import network
+from sparsenet_jax.training import checkpoints
+from sparsenet_jax.training import steps
 from sparsenet_jax.training import train
 
 CIFAR_NPZ = os.path.join(SHARED_DATA, 'cifar10_train_10k.npz')
@@ -39,15 +43,15 @@ def tiny_config(**overrides):
 
 
 def params_of(workdir, config):
-  from sparsenet_jax.data import datasets
-  from sparsenet_jax.training import checkpoints
+  """The train state of the run's latest checkpoint, in the layout `config` asks for."""
   data = datasets.load(config.dataset)
-  mesh = train.make_mesh()
-  model = train.build_model(config, data.num_classes)
-  tx, _ = train.make_optimizer(config, len(data.train) // config.batch_size)
-  abstract = train.create_train_state(0, model, tx, data.train.images.shape[1:], mesh, abstract=True)
+  mesh = steps.make_mesh()
+  model, tx, _ = build(config, data.num_classes, len(data.train) // config.batch_size)
+  shape = data.train.images.shape[1:]
   mgr = checkpoints.manager(str(workdir), read_only=True)
-  state, _ = checkpoints.restore(mgr, abstract, {})
+  state, _ = checkpoints.restore(
+      mgr, lambda s: steps.create_train_state(0, network.make(s), tx, shape, mesh, abstract=True),
+      model.spec, shape, mesh)
   return state
 
 
@@ -64,28 +68,49 @@ def test_one_step_config_leaves_a_complete_workdir(tmp_path):
   assert any(f.startswith('events') for f in os.listdir(tmp_path / 'tensorboard'))
 
 
-def test_digits_learns_and_resume_is_the_same_run(tmp_path):
+@pytest.fixture(scope='module')
+def straight_run(tmp_path_factory):
+  """Two epochs of the tiny config, never stopped: the run that resumed runs must equal."""
+  workdir = tmp_path_factory.mktemp('straight')
+  return workdir, train.train_and_evaluate(tiny_config(), str(workdir))
+
+
+def test_digits_learns_and_resume_is_the_same_run(tmp_path, straight_run):
   straight = tiny_config()
-  final = train.train_and_evaluate(straight, str(tmp_path / 'a'))
+  a, final = straight_run
   assert final['eval_accuracy'] > 0.3  # 10 classes: chance is 0.1
 
   half = tiny_config(num_train_steps=23)  # one epoch, then "stopped"
   train.train_and_evaluate(half, str(tmp_path / 'b'))
   resumed = train.train_and_evaluate(straight, str(tmp_path / 'b'))
   assert resumed['step'] == final['step'] == 46
-  a, b = params_of(tmp_path / 'a', straight), params_of(tmp_path / 'b', straight)
+  a, b = params_of(a, straight), params_of(tmp_path / 'b', straight)
   for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-6)
   assert resumed['eval_accuracy'] == pytest.approx(final['eval_accuracy'])
 
 
+@pytest.mark.parametrize('first,then', [
+    ({}, {'model.scan': True, 'model.remat': True}),
+    ({'model.scan': True, 'model.scan_chunk': 2, 'model.remat': True}, {'model.scan_chunk': 1}),
+    ({'model.scan': True}, {})], ids=['unrolled_then_scanned_remat', 'chunk2_then_chunk1', 'scanned_then_unrolled'])
+def test_resume_in_another_layout_continues_the_same_run(tmp_path, straight_run, first, then):
+  """Layout fields (scan, scan_chunk, remat) are how the run computes, not what: a restart may change
+  them and the run ends where the run that never changed ends, up to float32 rounding."""
+  _, final = straight_run
+  train.train_and_evaluate(tiny_config(num_train_steps=23, **first), str(tmp_path))
+  resumed = train.train_and_evaluate(tiny_config(**then), str(tmp_path))
+  assert resumed['step'] == final['step']
+  assert resumed['eval_loss'] == pytest.approx(final['eval_loss'], rel=2e-3)
+  assert abs(resumed['eval_accuracy'] - final['eval_accuracy']) <= 2 / 297
+  assert json.load(open(tmp_path / 'config.json'))['model']['scan'] == then.get('model.scan')
+
+
 def _one_step(config, mesh, images, labels):
-  from sparsenet_jax.data import datasets
   data = datasets.load(config.dataset)
-  model = train.build_model(config, 10, axis_name='data' if config.sync_batch_norm else None)
-  tx, schedule = train.make_optimizer(config, 23)
-  state = train.create_train_state(0, model, tx, (8, 8, 1), mesh)
-  step = train.make_train_step(model, tx, schedule, mesh, data.mean, data.std, 'cifar')
+  model, tx, schedule = build(config, 10, 23, axis_name='data' if config.sync_batch_norm else None)
+  state = steps.create_train_state(0, model, tx, (8, 8, 1), mesh)
+  step = steps.make_train_step(model, tx, schedule, mesh, data.mean, data.std, 'cifar')
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   state, metrics = step(state, jax.device_put(images, sharding), jax.device_put(labels, sharding))
   return state, metrics
@@ -100,14 +125,14 @@ def test_four_devices_with_sync_bn_equal_one_device():
   one = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1],
                       axis_types=(jax.sharding.AxisType.Auto,))
   s1, m1 = _one_step(config, one, images, labels)
-  s4, m4 = _one_step(config, train.make_mesh(), images, labels)
+  s4, m4 = _one_step(config, steps.make_mesh(), images, labels)
   for x, y in zip(jax.tree.leaves((s1.params, s1.batch_stats)), jax.tree.leaves((s4.params, s4.batch_stats))):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-5)
   assert float(m1['train_loss']) == pytest.approx(float(m4['train_loss']), abs=1e-5)
 
   # Per-device statistics (the paper's setting) run too, and really differ from the global ones.
   config = tiny_config(sync_batch_norm=False)
-  sp, mp = _one_step(config, train.make_mesh(), images, labels)
+  sp, mp = _one_step(config, steps.make_mesh(), images, labels)
   assert np.isfinite(float(mp['train_loss']))
   diffs = [float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(sp.params), jax.tree.leaves(s4.params))]
   assert max(diffs) > 1e-6
@@ -124,21 +149,21 @@ def test_eval_mode_prints_and_appends_a_row(tmp_path):
 
 def test_eval_counts_every_example_once():
   """297 examples with eval batch 64 on 4 devices: 4 full batches + a padded one."""
-  from sparsenet_jax.data import datasets
   config = tiny_config()
   data = datasets.load(config.dataset)
-  mesh = train.make_mesh()
-  model = train.build_model(config, 10)
-  tx, _ = train.make_optimizer(config, 23)
-  state = train.create_train_state(0, model, tx, (8, 8, 1), mesh)
-  step = train.make_eval_step(model, mesh, data.mean, data.std)
-  padded = train.evaluate_split(step, state, data.test, mesh, 64)
-  whole = train.evaluate_split(step, state, data.test, mesh, 300)
+  mesh = steps.make_mesh()
+  model, tx, _ = build(config, 10, 23)
+  state = steps.variables(steps.create_train_state(0, model, tx, (8, 8, 1), mesh))
+  step = steps.make_eval_step(model, mesh, data.mean, data.std)
+  padded = steps.evaluate_split(step, state, data.test, mesh, 64)
+  whole = steps.evaluate_split(step, state, data.test, mesh, 300)
   assert padded['num_examples'] == whole['num_examples'] == 297
   assert padded['eval_accuracy'] == pytest.approx(whole['eval_accuracy'])
   assert padded['eval_loss'] == pytest.approx(whole['eval_loss'], rel=1e-5)
 
 
+@pytest.mark.skipif(not os.path.exists(CIFAR_NPZ), reason=f'the real CIFAR-10 file {CIFAR_NPZ} is absent '
+                    '(it sits beside the repository on the project machines, not in a clone)')
 def test_real_cifar10_npz_learns(tmp_path):
   """One epoch of a small SparseNet-bc on 4,000 real CIFAR-10 images, 1,000 held out."""
   data = np.load(CIFAR_NPZ)

@@ -1,18 +1,27 @@
-"""SparseNet's connection table: which earlier feature groups each layer of a block reads.
+"""Connection tables: which earlier feature groups each layer of a block reads.
 
 Pure Python on purpose (no JAX, no Flax): the table is static, known at trace time, and the sharpest
-place to test the paper's idea. See SPEC section 1.
+place to test the paper's idea. See docs/model.md section 1.
 
 Inside a block every feature map is cut into groups of `growth_rate` channels, oldest first. The block
-input contributes `input_groups` groups and each layer appends one. A layer reads every group while there
-are at most `path + 2` of them; beyond that it reads the `far` oldest and the `near` newest groups
-(`far + near == path + 2`). `path=None` is DenseNet: every layer reads everything.
+input contributes `input_groups` groups and each layer appends one. A connection *pattern* says which of
+the `num_groups` groups seen so far a consumer (the next layer, or the transition after the block) reads:
+
+- `sparsenet` (Liu & Zeng): every group while there are at most `path + 2` of them; beyond that the
+  `far` oldest and the `near` newest (`far + near == path + 2`). `path=None` reads everything: DenseNet.
+- `dense`: everything (DenseNet), whatever `path` says.
+- `log` (LogDenseNet, Hu et al. 2017): the block input plus the groups at distances 1, 2, 4, 8, ...
+  behind the consumer.
+
+A new pattern is one function `(num_groups, input_groups, path, near) -> sorted group indices` added to
+`PATTERNS`; the network, its scanned layout, the counts and the drawings all follow the table it makes.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 ConnectionTable = Tuple[Tuple[int, ...], ...]
+Pattern = Callable[[int, int, Optional[int], Optional[int]], Tuple[int, ...]]
 
 
 def default_near(path: int) -> int:
@@ -28,8 +37,45 @@ def _check(name: str, value, low: int, high: Optional[int] = None) -> None:
     raise ValueError(f'{name} must be {allowed}, got {value}')
 
 
-def validate(input_groups: int, num_layers: int, path: Optional[int], near: Optional[int]) -> None:
+def sparsenet_sources(num_groups: int, input_groups: int, path: Optional[int],
+                      near: Optional[int]) -> Tuple[int, ...]:
+  del input_groups
+  if path is None or num_groups <= path + 2:
+    return tuple(range(num_groups))
+  n = default_near(path) if near is None else near
+  far = path + 2 - n
+  return tuple(range(far)) + tuple(range(num_groups - n, num_groups))
+
+
+def dense_sources(num_groups: int, input_groups: int, path: Optional[int],
+                  near: Optional[int]) -> Tuple[int, ...]:
+  del input_groups, path, near
+  return tuple(range(num_groups))
+
+
+def log_sources(num_groups: int, input_groups: int, path: Optional[int],
+                near: Optional[int]) -> Tuple[int, ...]:
+  del path, near
+  read = set(range(min(input_groups, num_groups)))
+  distance = 1
+  while distance <= num_groups:
+    read.add(num_groups - distance)
+    distance *= 2
+  return tuple(sorted(read))
+
+
+PATTERNS: Dict[str, Pattern] = {
+    'sparsenet': sparsenet_sources,
+    'dense': dense_sources,
+    'log': log_sources,
+}
+
+
+def validate(input_groups: int, num_layers: int, path: Optional[int], near: Optional[int],
+             pattern: str = 'sparsenet') -> None:
   """Raises ValueError naming the first argument outside its allowed range."""
+  if pattern not in PATTERNS:
+    raise ValueError(f'connectivity must be one of {", ".join(PATTERNS)}, got {pattern!r}')
   _check('input_groups', input_groups, 1)
   _check('num_layers', num_layers, 1)
   if path is None:
@@ -41,39 +87,26 @@ def validate(input_groups: int, num_layers: int, path: Optional[int], near: Opti
     _check('near', near, 0, path + 2)
 
 
-def sources(num_groups: int, path: Optional[int], near: Optional[int] = None) -> Tuple[int, ...]:
+def sources(num_groups: int, path: Optional[int], near: Optional[int] = None, *,
+            input_groups: int = 1, pattern: str = 'sparsenet') -> Tuple[int, ...]:
   """Group indices read by a consumer (layer or transition) that sees `num_groups` groups."""
   _check('num_groups', num_groups, 1)
-  if path is None or num_groups <= path + 2:
-    return tuple(range(num_groups))
-  n = default_near(path) if near is None else near
-  far = path + 2 - n
-  return tuple(range(far)) + tuple(range(num_groups - n, num_groups))
+  return PATTERNS[pattern](num_groups, input_groups, path, near)
 
 
-def block_table(input_groups: int, num_layers: int, path: Optional[int],
-                near: Optional[int] = None) -> ConnectionTable:
+def block_table(input_groups: int, num_layers: int, path: Optional[int], near: Optional[int] = None,
+                pattern: str = 'sparsenet') -> ConnectionTable:
   """For each layer of a block, the tuple of group indices it reads (oldest group is 0)."""
-  validate(input_groups, num_layers, path, near)
-  return tuple(sources(input_groups + i, path, near) for i in range(num_layers))
+  validate(input_groups, num_layers, path, near, pattern)
+  return tuple(sources(input_groups + i, path, near, input_groups=input_groups, pattern=pattern)
+               for i in range(num_layers))
 
 
 def transition_sources(input_groups: int, num_layers: int, path: Optional[int],
-                       near: Optional[int] = None) -> Tuple[int, ...]:
+                       near: Optional[int] = None, pattern: str = 'sparsenet') -> Tuple[int, ...]:
   """The transition after a block reads what a next layer would read."""
-  validate(input_groups, num_layers, path, near)
-  return sources(input_groups + num_layers, path, near)
-
-
-def first_capped_layer(input_groups: int, num_layers: int, path: Optional[int]) -> int:
-  """Index of the first layer that no longer reads everything (`num_layers` if none is capped).
-
-  From this layer on every layer has the same input width and the same far prefix, with the near
-  window sliding by one group per layer: the steady state a `lax.scan` can run.
-  """
-  if path is None:
-    return num_layers
-  return min(num_layers, max(0, path + 3 - input_groups))
+  validate(input_groups, num_layers, path, near, pattern)
+  return sources(input_groups + num_layers, path, near, input_groups=input_groups, pattern=pattern)
 
 
 def num_connections(table: ConnectionTable) -> int:
@@ -87,3 +120,56 @@ def input_widths(table: ConnectionTable, growth_rate: int,
   def width(g):
     return group_widths[g] if group_widths is not None and g < len(group_widths) else growth_rate
   return tuple(sum(width(g) for g in row) for row in table)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The shapes a scan can run, read off a table (never re-derived from path or near).
+
+
+class SteadyState(NamedTuple):
+  """Rows `start..` of a block read a fixed prefix of `far` groups and a window of the `near` newest
+  groups that slides by one group per layer, and the transition reads the same shape after the block."""
+  start: int
+  far: int
+  near: int
+
+
+def _window_row(num_groups: int, far: int, near: int) -> Tuple[int, ...]:
+  return tuple(range(far)) + tuple(range(num_groups - near, num_groups))
+
+
+def steady_state(table: ConnectionTable, input_groups: int,
+                 output_sources: Sequence[int]) -> Optional[SteadyState]:
+  """The longest run of final rows of the prefix + sliding-window shape, or None.
+
+  A row that reads every group is left to the growing layers (`dense_rows`). The transition's row must
+  have the same shape: a scan keeps only the prefix and the window, not every output.
+  """
+  rows = list(table) + [tuple(output_sources)]
+  last = rows[-1]
+  total = input_groups + len(table)
+  if len(last) == total:  # the last consumer reads everything: no capped layer at all
+    return None
+  for far in range(len(last) + 1):
+    near = len(last) - far
+    if tuple(last) != _window_row(total, far, near) or (near and total - near < far):
+      continue
+    start = len(table)
+    while start > 0:
+      groups = input_groups + start - 1
+      row = table[start - 1]
+      if len(row) == groups or groups - near < far or tuple(row) != _window_row(groups, far, near):
+        break
+      start -= 1
+    if start < len(table):
+      return SteadyState(start, far, near)
+  return None
+
+
+def dense_rows(table: ConnectionTable, input_groups: int, stop: Optional[int] = None) -> int:
+  """How many leading rows (up to `stop`) read every group: the growing layers a padded scan can run."""
+  stop = len(table) if stop is None else stop
+  count = 0
+  while count < stop and table[count] == tuple(range(input_groups + count)):
+    count += 1
+  return count

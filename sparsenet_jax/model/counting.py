@@ -1,6 +1,6 @@
 """Parameter counts and FLOPs from a model's shapes alone (`jax.eval_shape`: V4 costs no memory).
 
-FLOPs follow SPEC section 3: 2 x multiply-accumulates of every conv and dense layer, padded positions
+FLOPs follow docs/model.md section 3: 2 x multiply-accumulates of every conv and dense layer, padded positions
 counted, per image. XLA's own cost analysis of the lowered forward pass is reported beside it.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _forward_counting(model: nn.Module, total: list):
 
 
 def flops(model: nn.Module, input_shape: Tuple[int, ...] = DEFAULT_INPUT) -> int:
-  """2 x MACs of every conv and dense layer for one image (SPEC section 3)."""
+  """2 x MACs of every conv and dense layer for one image (docs/model.md section 3)."""
   return summarize(model, input_shape, with_xla=False)['flops']
 
 

@@ -1,68 +1,17 @@
-"""The building blocks of SparseNet and DenseNet (SPEC section 2), as Flax linen modules.
+"""The building blocks of SparseNet and DenseNet (docs/model.md section 2), as Flax linen modules.
 
 Every module takes `train` to switch BatchNorm between batch statistics and running averages,
 and `dtype` for the compute precision (parameters and BatchNorm statistics stay float32).
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Optional, Sequence, Union
 
 import flax.linen as nn
-import jax
-from jax import lax
 import jax.numpy as jnp
 
 # He-normal with fan-out, the init of the authors' code and of torchvision's DenseNet.
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
-
-_NHWC = ('NHWC', 'HWIO', 'NHWC')
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv2d(x, kernel, pad: int):
-  """Stride-1 NHWC convolution whose backward pass is made of forward convolutions.
-
-  Autodiff writes the gradients as convolutions with swapped dimension roles. XLA:CPU rewrites
-  those to fast kernels in straight-line code but not inside a while loop (a scan), where they
-  run several times slower; written out here they take the fast path in both.
-  """
-  return lax.conv_general_dilated(x, kernel, (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=_NHWC)
-
-
-def _conv2d_fwd(x, kernel, pad):
-  return conv2d(x, kernel, pad), (x, kernel)
-
-
-def _conv2d_bwd(pad, residuals, dy):
-  x, kernel = residuals
-  size = kernel.shape[0]
-  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-  dx = lax.conv_general_dilated(dy, flipped, (1, 1), ((size - 1 - pad,) * 2,) * 2, dimension_numbers=_NHWC)
-  if size == 1:
-    dk = lax.dot_general(x, dy, (((0, 1, 2), (0, 1, 2)), ((), ())))[None, None]
-  else:  # channels as the batch, the batch as the features: a forward conv over the whole image
-    dk = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1),
-                                  ((pad, pad), (pad, pad)), dimension_numbers=_NHWC).transpose(1, 2, 0, 3)
-  return dx, dk.astype(kernel.dtype)
-
-
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
-
-
-class Conv(nn.Conv):
-  """nn.Conv (same parameters, counted by `counting` as one) with `conv2d`'s backward pass."""
-
-  @nn.compact
-  def __call__(self, inputs):
-    size = self.kernel_size[0]
-    kernel = self.param('kernel', self.kernel_init, (*self.kernel_size, inputs.shape[-1], self.features),
-                        self.param_dtype)
-    dtype = self.dtype or inputs.dtype
-    y = conv2d(inputs.astype(dtype), kernel.astype(dtype), (size - 1) // 2)
-    if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,), self.param_dtype).astype(dtype)
-    return y
 
 
 class Norm(nn.Module):
@@ -85,58 +34,25 @@ class _Base(nn.Module):
   bn_epsilon: float = 1e-3
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  conv_cls: Any = nn.Conv  # or kernels.ForwardVJPConv: same parameters, another backward pass
 
   def norm(self, name):
     return Norm(self.bn_momentum, self.bn_epsilon, self.axis_name, self.dtype, name=name)
 
   def conv(self, features, size, name):
-    return Conv(features, (size, size), padding='SAME', use_bias=self.conv_bias,
+    return self.conv_cls(features, (size, size), padding='SAME', use_bias=self.conv_bias,
                 kernel_init=conv_init, dtype=self.dtype, name=name)
 
 
 def join(x: Union[Any, Sequence[Any]]):
   """The layer input from its groups.
 
-  Layers concatenate their own input so that under `recompute` the concatenation is recomputed too:
+  Layers concatenate their own input so that under remat the concatenation is recomputed too:
   only the groups, which later layers keep anyway, are stored for the backward pass.
   """
   if isinstance(x, (list, tuple)):
     return x[0] if len(x) == 1 else jnp.concatenate(x, axis=-1)
   return x
-
-
-def recompute(layer: nn.Module, x, train: bool):
-  """`layer(x, train)`, storing only `x` and the layer's variables for the backward pass.
-
-  The backward pass recomputes the layer (its input concatenation included) and differentiates it.
-  Unlike `nn.remat`, the recomputation reads its inputs through a zero-valued term taken from the
-  incoming output gradient: XLA:CPU strips optimization barriers before it schedules and fuses, and
-  without a data dependence it computes every recomputation as early as the forward pass (or merges
-  it with the forward), which frees nothing. Here each layer is recomputed only once its gradient
-  exists, i.e. one layer at a time, in reverse.
-  """
-  detached = layer.clone(parent=None)  # static fields only; applied to saved variables in `backward`
-
-  def call(mdl, x):
-    return mdl(x, train)
-
-  def forward(mdl, x):
-    y = mdl(x, train)
-    return y, (mdl.variables, x)
-
-  def backward(residuals, dy):
-    (variables, x), dy = lax.optimization_barrier((residuals, dy))
-    tie = 0 * dy.reshape(-1)[0]  # not folded away: 0 * inf is nan for floats
-    x = jax.tree.map(lambda a: a + tie.astype(a.dtype), x)
-
-    def pure(params, x):
-      return detached.apply({**variables, 'params': params}, x, train, mutable=True)[0]
-
-    _, vjp = jax.vjp(pure, variables['params'], x)
-    dparams, dx = vjp(dy)
-    return {'params': dparams}, dx
-
-  return nn.custom_vjp(call, forward, backward)(layer, x)
 
 
 class BasicLayer(_Base):
@@ -201,9 +117,6 @@ class Transition(_Base):
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
-COMPRESSIONS = ('sparsenet', 'half', 'none')
-
-
 def transition_features(compression: str, width: int, groups: int, growth_rate: int) -> int:
   """Output channels of a transition that reads `groups` groups, `width` channels in all.
 
@@ -216,4 +129,4 @@ def transition_features(compression: str, width: int, groups: int, growth_rate: 
     return width // 2
   if compression == 'none':
     return width
-  raise ValueError(f'compression must be one of {COMPRESSIONS}, got {compression!r}')
+  raise ValueError(f'compression must be sparsenet, half or none, got {compression!r}')

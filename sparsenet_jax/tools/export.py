@@ -7,8 +7,8 @@ and loaded here with `allow_pickle=False`: it never holds Python objects):
   its Flax path joined with '/' (e.g. `params/block1_layer1/conv1/kernel`), float32.
 - `__meta__`: uint8, the UTF-8 bytes of one JSON object:
     format: "sparsenet_jax.export", format_version: 1,
-    model: the `network.SparseNet` hyperparameters it was trained with (growth_rate, blocks, path, near,
-      bottleneck, attention, compression, ..., num_classes),
+    model: the architecture it was trained with, `ModelSpec.architecture()` (growth_rate, blocks,
+      connectivity, path, near, bottleneck, attention, compression, ..., num_classes),
     preset, dataset, step: where it came from (informational),
     image_shape: [H, W, C] of the training images,
     class_names: one per class, or [] when the data had none,
@@ -30,7 +30,9 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from sparsenet_jax.model import counting
 from sparsenet_jax.model import network
+from sparsenet_jax.model.spec import ModelSpec
 
 FORMAT = 'sparsenet_jax.export'
 FORMAT_VERSION = 1
@@ -63,12 +65,6 @@ def _nest(arrays: Mapping[str, np.ndarray]) -> Dict[str, Any]:
       node = node.setdefault(p, {})
     node[leaf] = value
   return tree
-
-
-def variable_shapes(model: network.SparseNet, image_shape: Sequence[int]) -> Dict[str, Any]:
-  """What `model.init` would give, as shapes only: the target of a restore and of a file's check."""
-  return dict(jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)),
-                                                train=False)))
 
 
 def save_exported(path: str, variables: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
@@ -107,10 +103,11 @@ def load_exported(path: str) -> Tuple[network.SparseNet, Dict[str, Any], Dict[st
     raise ExportError(f'{path} is format {meta.get("format")!r} version {meta.get("format_version")}; '
                       f'this code reads {FORMAT!r} version {FORMAT_VERSION}')
   try:
-    model = network.make(**meta['model'])
+    model = network.make(ModelSpec.from_json(meta['model']).canonical())
   except (TypeError, ValueError) as e:
     raise ExportError(f'{path}: its model cannot be built by this version of sparsenet_jax: {e}') from e
-  want = {p: tuple(v.shape) for p, v in leaves(variable_shapes(model, meta['image_shape'])).items()}
+  shapes = counting.abstract_variables(model, tuple(meta['image_shape']))
+  want = {p: tuple(v.shape) for p, v in leaves(dict(shapes)).items()}
   have = {p: tuple(v.shape) for p, v in arrays.items()}
   if want != have:
     first = sorted(set(want.items()) ^ set(have.items()))[0][0]

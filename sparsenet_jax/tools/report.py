@@ -2,12 +2,11 @@
 
 A run is a directory with `config.json` (and, once it has started, `metrics.jsonl` and checkpoints).
 Runs whose configs agree on everything that changes the result (the seed, logging, checkpointing and
-the layout switches `scan`/`scan_chunk`/`remat` do not) form one group, a row of the table: the final-epoch test
-error of its finished runs as mean ± sample std, the paper's number when the group is a Table 2 cell
-trained as the paper did, params and FLOPs (SPEC section 3). Runs with no `"final": true` row yet are
-shown as in progress, with their latest evaluation.
-
-`load_run` gives the trained model of one run, for prediction and export.
+the model's layout fields do not) form one group, a row of the table: the final-epoch test error of
+its finished runs as mean ± sample std, the paper's number when the group is a Table 2 cell trained as
+the paper did, params and FLOPs (docs/model.md section 3). Runs with no `"final": true` row yet are
+shown as in progress, with their latest evaluation. The workdir files are read through `record`, the
+trained model through `restore.restore_run`.
 """
 from __future__ import annotations
 
@@ -17,19 +16,18 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
-from sparsenet_jax.training import checkpoints
 from sparsenet_jax.model import counting
-from sparsenet_jax.tools import export
-from sparsenet_jax.training import metrics
 from sparsenet_jax.model import network
-from sparsenet_jax.tools import plots
 from sparsenet_jax.model import presets
+from sparsenet_jax.model.spec import ModelSpec
+from sparsenet_jax.tools import plots
+from sparsenet_jax.training import checkpoints
+from sparsenet_jax.training import record
+from sparsenet_jax.training import restore
 
-# SPEC section 5, the paper's Table 2: final-epoch test error (%) per preset and dataset.
+# docs/model.md section 5, the paper's Table 2: final-epoch test error (%) per preset and dataset.
 PAPER_ERRORS: Dict[str, Dict[str, float]] = {
     'densenet_bc_100': {'cifar10': 4.51, 'cifar100': 22.27, 'svhn': 1.76},
     'densenet_bc_250': {'cifar10': 3.62, 'cifar100': 17.60, 'svhn': 1.74},
@@ -42,17 +40,16 @@ PAPER_ERRORS: Dict[str, Dict[str, float]] = {
     'sparsenet_abc_v3': {'cifar10': 3.40, 'cifar100': 17.53, 'svhn': 1.69},
     'sparsenet_abc_v4': {'cifar10': 3.24, 'cifar100': 16.98},
 }
-# SPEC section 4: the paper's training length; shorter runs are compared, but flagged.
+# docs/model.md section 4: the paper's training length; shorter runs are compared, but flagged.
 PAPER_EPOCHS = {'cifar10': 280.0, 'cifar100': 280.0, 'svhn': 40.0}
 # Image shape and classes of datasets whose shape is fixed, for runs without a checkpoint yet.
 KNOWN_DATA = {'cifar10': ((32, 32, 3), 10), 'cifar100': ((32, 32, 3), 100), 'svhn': ((32, 32, 3), 10),
               'digits': ((8, 8, 1), 10)}
-# Config fields that leave the trained model's error unchanged: not part of a group's identity.
+# Config fields that leave the trained model's error unchanged: not part of a group's identity. The
+# model's layout fields are dropped by `normalize`, which keeps only its architecture.
 NEUTRAL_FIELDS = ('seed', 'log_every_steps', 'eval_every_epochs', 'checkpoint_every_epochs',
                   'keep_checkpoints', 'eval_batch_size', 'max_device_dataset_bytes', 'dataset.data_dir',
-                  'model.scan', 'model.scan_chunk', 'model.remat')
-# The model fields that are the data's, not the architecture's, or only its memory layout.
-_NOT_ARCHITECTURE = ('name', 'num_classes', 'scan', 'scan_chunk', 'remat')
+                  'dataset.download', 'dataset.mirror')
 _DATASET_ORDER = ('cifar10', 'cifar100', 'svhn')
 
 
@@ -110,48 +107,55 @@ def flatten(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
   return out
 
 
+def run_spec(config: Mapping[str, Any]) -> Optional[ModelSpec]:
+  """The model a flat config asks for (classes from the data when the config leaves them open), or
+  None for a config this version cannot build."""
+  model = {k[len('model.'):]: v for k, v in config.items() if k.startswith('model.')}
+  if model.get('num_classes') is None and config.get('dataset.name') in KNOWN_DATA:
+    model['num_classes'] = KNOWN_DATA[config['dataset.name']][1]
+  try:
+    return presets.from_config(model)
+  except (KeyError, TypeError, ValueError):
+    return None
+
+
 def normalize(config: Dict[str, Any]) -> Dict[str, Any]:
-  """Spells one model one way: near=None is path // 2 (SPEC section 1)."""
-  config = dict(config)
-  if config.get('model.near') is None and config.get('model.path') is not None:
-    config['model.near'] = config['model.path'] // 2
-  return config
+  """Spells one model one way: `model.*` becomes the preset name plus the resolved architecture (the
+  default near as its value, no layout fields), however the config wrote it."""
+  spec = run_spec(config)
+  if spec is None:
+    return dict(config)
+  out = {k: v for k, v in config.items() if not k.startswith('model.')}
+  out['model.name'] = config.get('model.name')
+  out.update({f'model.{k}': tuple(v) if isinstance(v, list) else v
+              for k, v in spec.architecture().items() if k != 'num_classes'})
+  out['model.num_classes'] = config.get('model.num_classes')
+  return out
 
 
 def read_run(workdir: str, name: str) -> Run:
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = normalize(flatten(json.load(f)))
-  return Run(workdir, name, config, metrics.read(workdir))
+  return Run(workdir, name, normalize(flatten(record.read_config(workdir))), record.raw_rows(workdir))
 
 
 def find_runs(root: str) -> List[Run]:
-  """Every directory under `root` (itself included) holding a config.json, in name order."""
-  if not os.path.isdir(root):
-    raise ValueError(f'no such directory: {root}')
+  """Every run under `root` (itself included), in name order."""
   found = []
-  for dirpath, dirnames, filenames in os.walk(root):
-    dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
-    if 'config.json' in filenames:
-      dirnames[:] = []  # a run's checkpoints hold no runs
-      name = os.path.relpath(dirpath, root)
-      found.append(read_run(dirpath, os.path.basename(os.path.abspath(root)) if name == '.' else name))
+  for workdir in record.find_runs(root):
+    name = os.path.relpath(workdir, root)
+    found.append(read_run(workdir, os.path.basename(os.path.abspath(root)) if name == '.' else name))
   return found
 
 
-def final_row(rows: Sequence[Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
-  finals = [r for r in rows if r.get('final')]
-  return finals[-1] if finals else None
+final_row = record.final
 
 
 def eval_rows(rows: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
   """Evaluations made during training, one per step (a resumed run's repeated steps: the last)."""
-  by_step = {r['step']: r for r in rows if 'eval_error' in r and r.get('mode') != 'eval'}
-  return [by_step[s] for s in sorted(by_step)]
+  return record.select(list(rows), 'eval')
 
 
 def train_rows(rows: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
-  by_step = {r['step']: r for r in rows if 'train_loss' in r}
-  return [by_step[s] for s in sorted(by_step)]
+  return record.select(list(rows), 'train')
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -159,17 +163,13 @@ def train_rows(rows: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
 
 
 def model_overrides(config: Mapping[str, Any]) -> Dict[str, Any]:
-  """The architecture's hyperparameters that differ from its preset's, in the network's field order."""
-  try:
-    preset = presets.hyperparameters(config['model.name'])
-  except ValueError:  # a preset this version of the code no longer has
+  """The architecture fields that differ from the config's preset, in the spec's field order."""
+  spec = run_spec(config)
+  if spec is None or config.get('model.name') not in presets.PRESETS:
     return {}
-  path = config.get('model.path')
-  if preset.get('near') is None and path is not None:
-    preset['near'] = path // 2  # the default for the run's path, spelled as normalize() does
-  return {field: config[f'model.{field}'] for field in network.HYPERPARAMETERS
-          if field not in _NOT_ARCHITECTURE and field in preset and f'model.{field}' in config
-          and config[f'model.{field}'] != preset[field]}
+  changed = presets.changed_fields(spec, config['model.name'])
+  changed.pop('num_classes', None)  # the data's, not the architecture's choice
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in changed.items()}
 
 
 def _value_text(value: Any) -> str:
@@ -216,7 +216,7 @@ def paper_error(config: Mapping[str, Any]) -> Optional[float]:
 
 
 def short_of_paper(config: Mapping[str, Any]) -> bool:
-  """Trained for fewer epochs than the paper's recipe (SPEC section 4)."""
+  """Trained for fewer epochs than the paper's recipe (docs/model.md section 4)."""
   epochs = planned_epochs(config)
   return epochs is None or epochs < PAPER_EPOCHS.get(config['dataset.name'], 0)
 
@@ -264,38 +264,25 @@ def group_runs(runs: Sequence[Run]) -> List[Group]:
 
 
 @functools.lru_cache(maxsize=None)
-def _cost(hyperparameters: str, image_shape: Tuple[int, ...]) -> Tuple[int, int]:
-  model = network.make(**json.loads(hyperparameters))
-  summary = counting.summarize(model, image_shape, with_xla=False)
+def _cost(spec: ModelSpec, image_shape: Tuple[int, ...]) -> Tuple[int, int]:
+  summary = counting.summarize(network.make(spec.canonical()), image_shape, with_xla=False)
   return summary['params'], summary['flops']
-
-
-def _latest_meta(workdir: str) -> Optional[Dict[str, Any]]:
-  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
-    return None
-  mgr = checkpoints.manager(workdir, read_only=True)
-  step = mgr.latest_step()
-  return None if step is None else checkpoints.read_meta(mgr, step)
 
 
 def cost(group: Group) -> Optional[Tuple[int, int]]:
   """(params, FLOPs per image) of the group's model: from a checkpoint's record of what was trained,
   else from the config when the dataset's image shape is fixed; None if neither says."""
   for run in group.runs:
-    meta = _latest_meta(run.workdir)
-    if meta is not None:
-      return _cost(json.dumps(meta['model'], sort_keys=True), tuple(meta['image_shape']))
-  config = group.config
-  if config['dataset.name'] not in KNOWN_DATA:
+    if record.has_checkpoints(run.workdir):
+      try:
+        model, _, meta = restore.restore_run(run.workdir, with_variables=False)
+      except checkpoints.CheckpointError:
+        continue
+      return _cost(model.spec, tuple(meta['image_shape']))
+  spec = run_spec(group.config)
+  if spec is None or group.config['dataset.name'] not in KNOWN_DATA:
     return None
-  image_shape, num_classes = KNOWN_DATA[config['dataset.name']]
-  hp = {k[len('model.'):]: v for k, v in config.items() if k.startswith('model.') and k != 'model.name'}
-  hp['num_classes'] = hp['num_classes'] or num_classes
-  try:
-    hp = presets.hyperparameters(config['model.name'], **hp)
-  except ValueError:  # a config from another version of the code
-    return None
-  return _cost(json.dumps(hp, sort_keys=True), image_shape)
+  return _cost(spec, KNOWN_DATA[group.config['dataset.name']][0])
 
 
 def tabulate(groups: Sequence[Group], cost_fn: Callable[[Group], Optional[Tuple[int, int]]] = cost
@@ -443,34 +430,3 @@ def write(root: str, out: str) -> str:
   with open(path, 'w') as f:
     f.write('\n'.join(lines))
   return path
-
-
-# ----------------------------------------------------------------------------------------------------
-# A run's trained model.
-
-
-def load_run(workdir: str) -> Tuple[network.SparseNet, Dict[str, Any], Dict[str, Any]]:
-  """(model, {'params', 'batch_stats'}, meta) from the run's latest checkpoint, on one device.
-
-  Only the variables are read, not the optimiser state, so neither the config nor the training code
-  is needed: the checkpoint's meta says what was trained. `meta` gains the checkpoint's `step`.
-  """
-  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
-    raise checkpoints.CheckpointError(f'no checkpoints in {workdir}: train first')
-  mgr = checkpoints.manager(workdir, read_only=True)
-  step = mgr.latest_step()
-  if step is None:
-    raise checkpoints.CheckpointError(f'no complete checkpoint in {workdir}/checkpoints: train first')
-  meta = dict(checkpoints.read_meta(mgr, step), step=step)
-  model = network.make(**meta['model'])
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          export.variable_shapes(model, meta['image_shape']))
-  args = ocp.args.PyTreeRestore(item=abstract, partial_restore=True,
-                                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract))
-  try:
-    variables = mgr.restore(step, args=ocp.args.Composite(state=args))['state']
-  except Exception as e:  # Orbax raises many types for unreadable files
-    raise checkpoints.CheckpointError(f'cannot restore checkpoint {step} in {mgr.directory}: '
-                                      f'{type(e).__name__}: {e}'.split('\n')[0])
-  return model, dict(variables), meta

@@ -16,7 +16,6 @@ import collections
 import importlib.util
 import inspect
 import itertools
-import json
 import os
 import re
 import shlex
@@ -24,6 +23,8 @@ import subprocess
 import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Union
+
+from sparsenet_jax.training import record
 
 Overrides = Dict[str, Any]
 Grid = Union[Sequence[Mapping[str, Any]], Mapping[str, Sequence[Any]]]
@@ -200,28 +201,8 @@ def command(run: Run, workdir: str, python: str = sys.executable) -> List[str]:
           *(f'--config.{key}={flag_value(value)}' for key, value in run.overrides.items())]
 
 
-def final_row(workdir: str) -> Optional[Dict[str, Any]]:
-  """The row that marks a finished run (`"final": true` in metrics.jsonl), or None."""
-  try:
-    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-      lines = f.readlines()
-  except FileNotFoundError:
-    return None
-  for line in reversed(lines):
-    try:
-      row = json.loads(line)
-    except ValueError:  # a line cut short by a kill
-      continue
-    if isinstance(row, dict) and row.get('final') is True:
-      return row
-  return None
-
-
-def status(workdir: str) -> str:
-  """'done' (finished), 'partial' (started: main.py resumes it) or 'new'."""
-  if final_row(workdir) is not None:
-    return 'done'
-  return 'partial' if os.path.isdir(workdir) else 'new'
+final_row = record.final_row
+status = record.status
 
 
 def visible_gpus() -> List[str]:

@@ -1,11 +1,16 @@
 """Checks a config before anything is loaded or compiled, so a typo costs one line, not a traceback."""
 from __future__ import annotations
 
+from typing import Optional
+
 from sparsenet_jax.data import datasets
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
+from sparsenet_jax.model.spec import ModelSpec
+from sparsenet_jax.training import optimizer
 
-PRECISIONS = ('fp32', 'bf16')
+DTYPES = {'fp32': 'float32', 'bf16': 'bfloat16'}
+PRECISIONS = tuple(DTYPES)
 
 
 class ConfigError(ValueError):
@@ -21,9 +26,6 @@ def _positive(config, field, integer=True):
 
 
 def validate(config, device_count: int) -> None:
-  if config.model.name not in presets.PRESETS:
-    raise ConfigError(f'config.model.name={config.model.name!r} is not a preset; known: '
-                      f'{", ".join(presets.names())}')
   if config.dataset.name not in datasets.SOURCES:
     raise ConfigError(f'config.dataset.name={config.dataset.name!r}; allowed: {", ".join(datasets.SOURCES)}')
   for field in ('batch_size', 'eval_batch_size', 'log_every_steps', 'eval_every_epochs',
@@ -50,8 +52,25 @@ def validate(config, device_count: int) -> None:
     raise ConfigError(f'config.weight_decay must be >= 0, got {config.weight_decay}')
   if config.dataset.validation_size < 0:
     raise ConfigError(f'config.dataset.validation_size must be >= 0, got {config.dataset.validation_size}')
-  hp = {k: v for k, v in config.model.items() if k in network.HYPERPARAMETERS and k != 'num_classes'}
   try:
-    network.validate(presets.hyperparameters(config.model.name, **hp))
+    optimizer.make(config.optimizer.name, config.optimizer.kwargs, 0.1, config.weight_decay)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  model_spec(config)
+
+
+def model_spec(config, num_classes: Optional[int] = None, axis_name: Optional[str] = None) -> ModelSpec:
+  """The model a config asks for: its preset with the fields the config sets, the data's class count
+  unless the config sets one, and the runtime fields from `precision` and `sync_batch_norm`."""
+  if config.model.name not in presets.PRESETS:
+    raise ConfigError(f'config.model.name={config.model.name!r} is not a preset; known: '
+                      f'{", ".join(presets.names())}')
+  try:
+    spec = presets.from_config(config.model)
+    if num_classes is not None and config.model.num_classes is None:
+      spec = spec.replace(num_classes=num_classes)
+    spec = spec.replace(dtype=DTYPES[config.precision], axis_name=axis_name)
+    network.block_plans(spec)
   except ValueError as e:
     raise ConfigError(f'config.model: {e}') from None
+  return spec

@@ -2,7 +2,6 @@
 and a live progress line. Only process 0 writes, so a multi-host run keeps one record."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -10,6 +9,8 @@ import time
 from typing import Any, Dict
 
 import jax
+
+from sparsenet_jax.training import record
 
 
 def _plain(value):
@@ -25,7 +26,7 @@ class MetricWriter:
 
   def __init__(self, workdir: str, tensorboard: bool = True):
     self.active = jax.process_index() == 0
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.workdir = workdir
     self._tb = None
     if self.active and tensorboard:
       from tensorboardX import SummaryWriter  # light: no TensorFlow needed
@@ -35,8 +36,7 @@ class MetricWriter:
     if not self.active:
       return
     row = {k: _plain(v) for k, v in row.items()}
-    with open(self.path, 'a') as f:
-      f.write(json.dumps(row) + '\n')
+    record.append_row(self.workdir, row)
     if self._tb is not None:
       for k, v in row.items():
         if k != 'step' and isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -46,20 +46,6 @@ class MetricWriter:
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
-
-
-def read(workdir: str):
-  """The rows of a run's metrics.jsonl (a torn last line from a killed process is skipped)."""
-  rows = []
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        try:
-          rows.append(json.loads(line))
-        except json.JSONDecodeError:
-          continue
-  return rows
 
 
 def format_eta(seconds: float) -> str:

@@ -1,11 +1,13 @@
-"""The paper's optimiser: SGD with Nesterov momentum, L2 weight decay, piecewise-constant learning rate.
+"""The optimiser from the config: any optax optimiser by name, L2 weight decay, a piecewise schedule.
 
-Durations live in the config in epochs; this is the one place they become steps.
+The paper's is the default: SGD with Nesterov momentum 0.9 (`config.optimizer.name='sgd'`,
+`config.optimizer.kwargs`), L2 decay added to the gradient before the optimiser, as in the authors'
+scripts. Durations live in the config in epochs; this is the one place they become steps.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence, Tuple
 
 import optax
 
@@ -34,8 +36,22 @@ def learning_rate_schedule(values: Sequence[float], boundaries_epochs: Sequence[
   return optax.join_schedules([optax.constant_schedule(float(v)) for v in values], steps)
 
 
-def sgd(schedule: optax.Schedule, momentum: float, nesterov: bool,
-        weight_decay: float) -> optax.GradientTransformation:
-  """L2 regularisation as in the paper: decay * params added to the gradient, before momentum."""
-  return optax.chain(optax.add_decayed_weights(weight_decay),
-                     optax.sgd(schedule, momentum=momentum, nesterov=nesterov))
+def make(name: str, kwargs: Mapping[str, Any], schedule: optax.Schedule,
+         weight_decay: float) -> optax.GradientTransformation:
+  """`optax.<name>(learning_rate=schedule, **kwargs)` after L2 decay (decay * params added to the
+  gradient, before momentum or moments). A name optax does not have, or arguments it does not take,
+  raise ValueError naming them."""
+  factory = getattr(optax, name, None)
+  if not callable(factory) or name.startswith('_'):
+    raise ValueError(f'optax has no optimiser {name!r} (config.optimizer.name)')
+  try:
+    tx = factory(learning_rate=schedule, **dict(kwargs))
+  except TypeError as e:
+    raise ValueError(f'optax.{name} does not take config.optimizer.kwargs={dict(kwargs)}: {e}') from None
+  return optax.chain(optax.add_decayed_weights(weight_decay), tx)
+
+
+def from_config(config, steps_per_epoch_: int) -> Tuple[optax.GradientTransformation, optax.Schedule]:
+  """(optimiser, learning-rate schedule) of a training config."""
+  schedule = learning_rate_schedule(config.learning_rates, config.lr_boundaries_epochs, steps_per_epoch_)
+  return make(config.optimizer.name, config.optimizer.kwargs, schedule, config.weight_decay), schedule

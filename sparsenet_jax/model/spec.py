@@ -1,0 +1,176 @@
+"""The one description of a model: `ModelSpec`, a frozen dataclass, validated once when it is made.
+
+Every field has a kind:
+- architecture: what the weights mean. A checkpoint, an exported file and a report row are identified by
+  these fields alone.
+- layout: how the same function is computed (scan, remat, kernel implementations). A run may change
+  them between restarts; checkpoints are stored in one canonical layout.
+- runtime: set by the training code for one process (compute dtype, the BatchNorm axis name).
+
+Adding a field is one line here (with its kind and, if it needs one, a check in `_validate`); the config
+defaults, checkpoint metadata, report grouping and export header all derive from this class. Pure
+Python: no JAX, so configs, the report and sweeps can read specs without importing the model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from sparsenet_jax.model import connectivity
+
+ARCHITECTURE, LAYOUT, RUNTIME = 'architecture', 'layout', 'runtime'
+ATTENTIONS = (None, 'paper', 'se')
+COMPRESSIONS = ('sparsenet', 'half', 'none')
+CONV_IMPLS = ('auto', 'xla', 'forward_vjp')
+REMAT_IMPLS = ('auto', 'checkpoint', 'tied')
+DTYPES = ('float32', 'bfloat16')
+
+
+def _field(default, kind: str, doc: str):
+  return dataclasses.field(default=default, metadata={'kind': kind, 'doc': doc})
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """SparseNet (Liu & Zeng 2018) and its relatives; docs/model.md explains every field."""
+  growth_rate: int = _field(12, ARCHITECTURE, 'k, channels each layer adds')
+  blocks: Tuple[int, ...] = _field((8, 12, 16), ARCHITECTURE, 'layers per dense block')
+  connectivity: str = _field('sparsenet', ARCHITECTURE, 'connection pattern: ' + ', '.join(
+      connectivity.PATTERNS))
+  path: Optional[int] = _field(14, ARCHITECTURE, "connections kept per layer (the paper's n); None: all")
+  near: Optional[int] = _field(None, ARCHITECTURE, 'how many of the path + 2 groups are the nearest; '
+                                                   'None: path // 2')
+  bottleneck: bool = _field(False, ARCHITECTURE, 'BN-ReLU-1x1 conv (4k) before each 3x3 conv')
+  attention: Optional[str] = _field(None, ARCHITECTURE, "None, 'paper' or 'se'")
+  compression: str = _field('sparsenet', ARCHITECTURE, "transition width: 'sparsenet', 'half', 'none'")
+  conv_bias: bool = _field(True, ARCHITECTURE, 'biases on every conv (SparseNet) or none (DenseNet)')
+  stem_relu: bool = _field(True, ARCHITECTURE, 'ReLU after the stem conv (SparseNet) or not (DenseNet)')
+  stem_features: Optional[int] = _field(None, ARCHITECTURE, 'stem width; None: 2 * growth_rate')
+  num_classes: int = _field(10, ARCHITECTURE, 'classifier outputs')
+  se_reduction: int = _field(8, ARCHITECTURE, 'squeeze-and-excitation reduction ratio')
+  bn_momentum: float = _field(0.9, ARCHITECTURE, 'BatchNorm running-average momentum')
+  bn_epsilon: float = _field(1e-3, ARCHITECTURE, 'BatchNorm epsilon')
+  scan: bool = _field(False, LAYOUT, 'run capped and growing layers as scans (compile time flat in depth)')
+  scan_chunk: int = _field(4, LAYOUT, 'growing layers per scan; 1 keeps them unrolled')
+  remat: bool = _field(False, LAYOUT, 'recompute each layer in the backward pass')
+  conv_impl: str = _field('auto', LAYOUT, "'xla' (nn.Conv), 'forward_vjp' (backward pass as forward "
+                                          "convs, faster on XLA:CPU) or 'auto' (by backend)")
+  remat_impl: str = _field('auto', LAYOUT, "'checkpoint' (jax.checkpoint), 'tied' (frees memory on "
+                                           "XLA:CPU) or 'auto' (by backend)")
+  dtype: str = _field('float32', RUNTIME, "compute precision: 'float32' or 'bfloat16'")
+  axis_name: Optional[str] = _field(None, RUNTIME, 'mesh axis for cross-device BatchNorm statistics')
+
+  def __post_init__(self):
+    """Spells one model one way: DenseNet is `dense` (not `sparsenet` without a path), patterns other
+    than `sparsenet` carry no path or near, and the default near is stored as its value."""
+    if isinstance(self.blocks, list):
+      object.__setattr__(self, 'blocks', tuple(self.blocks))
+    if self.connectivity == 'sparsenet' and self.path is None:
+      if self.near is not None:
+        raise ValueError(f'near must be None when path is None (DenseNet), got {self.near}')
+      object.__setattr__(self, 'connectivity', 'dense')
+    if self.connectivity != 'sparsenet':
+      object.__setattr__(self, 'path', None)
+      object.__setattr__(self, 'near', None)
+    elif self.near is None and isinstance(self.path, int):
+      object.__setattr__(self, 'near', connectivity.default_near(self.path))
+    _validate(self)
+
+  def replace(self, **changes) -> 'ModelSpec':
+    """A copy with `changes`; a new `path` brings the default `near` unless `near` is given too, and
+    a `path` given to a DenseNet makes it a SparseNet unless `connectivity` is given too."""
+    unknown = set(changes) - set(FIELDS)
+    if unknown:
+      raise ValueError(f'unknown model field(s) {sorted(unknown)}; allowed: {", ".join(FIELDS)}')
+    if 'path' in changes:
+      changes.setdefault('near', None)
+      if changes['path'] is not None and self.connectivity == 'dense':
+        changes.setdefault('connectivity', 'sparsenet')
+    return dataclasses.replace(self, **changes)
+
+  def canonical(self) -> 'ModelSpec':
+    """The layout checkpoints and exported files are stored in: unrolled (the only layout field that
+    changes the variables' structure is `scan`)."""
+    return self.replace(scan=False)
+
+  def fields(self, kind: str) -> Dict[str, Any]:
+    return {f: getattr(self, f) for f in FIELDS if KIND[f] == kind}
+
+  def architecture(self) -> Dict[str, Any]:
+    """What the weights mean, JSON-ready: checkpoints, exports and report rows are keyed by this."""
+    return _jsonable(self.fields(ARCHITECTURE))
+
+  def to_json(self) -> Dict[str, Any]:
+    return _jsonable({f: getattr(self, f) for f in FIELDS})
+
+  @classmethod
+  def from_json(cls, data: Mapping[str, Any]) -> 'ModelSpec':
+    """A spec from `to_json`/`architecture` output; absent layout and runtime fields take defaults."""
+    unknown = set(data) - set(FIELDS)
+    if unknown:
+      raise ValueError(f'unknown model field(s) {sorted(unknown)}; allowed: {", ".join(FIELDS)}')
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+  def differences(self, other: 'ModelSpec', kind: str = ARCHITECTURE) -> Dict[str, Tuple[Any, Any]]:
+    """{field: (self's value, other's value)} for the fields of `kind` that differ."""
+    mine, theirs = self.fields(kind), other.fields(kind)
+    return {f: (mine[f], theirs[f]) for f in mine if mine[f] != theirs[f]}
+
+
+FIELDS: Tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelSpec))
+KIND: Dict[str, str] = {f.name: f.metadata['kind'] for f in dataclasses.fields(ModelSpec)}
+DOC: Dict[str, str] = {f.name: f.metadata['doc'] for f in dataclasses.fields(ModelSpec)}
+_HINTS = typing.get_type_hints(ModelSpec)
+
+
+def field_type(name: str) -> type:
+  """The plain type of a field (int for Optional[int], tuple for Tuple[int, ...]): for config parsing."""
+  hint = _HINTS[name]
+  args = [a for a in typing.get_args(hint) if a is not type(None)]
+  if typing.get_origin(hint) is typing.Union:
+    hint = args[0]
+  origin = typing.get_origin(hint)
+  return origin or hint
+
+
+def _jsonable(values: Dict[str, Any]) -> Dict[str, Any]:
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _positive(name, value):
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ValueError(f'{name} must be a positive integer, got {value!r}')
+
+
+def _choice(name, value, allowed):
+  if value not in allowed:
+    raise ValueError(f'{name} must be one of {", ".join(map(repr, allowed))}, got {value!r}')
+
+
+def _validate(spec: ModelSpec) -> None:
+  """Raises ValueError naming the first field outside its allowed range."""
+  _positive('growth_rate', spec.growth_rate)
+  if not isinstance(spec.blocks, tuple) or not spec.blocks:
+    raise ValueError(f'blocks must list at least one block, got {spec.blocks!r}')
+  for b in spec.blocks:
+    _positive('blocks', b)
+  for name in ('num_classes', 'se_reduction', 'scan_chunk'):
+    _positive(name, getattr(spec, name))
+  for name in ('bottleneck', 'conv_bias', 'stem_relu', 'scan', 'remat'):
+    if not isinstance(getattr(spec, name), bool):
+      raise ValueError(f'{name} must be True or False, got {getattr(spec, name)!r}')
+  if spec.stem_features is not None:
+    _positive('stem_features', spec.stem_features)
+  _choice('attention', spec.attention, ATTENTIONS)
+  _choice('compression', spec.compression, COMPRESSIONS)
+  _choice('conv_impl', spec.conv_impl, CONV_IMPLS)
+  _choice('remat_impl', spec.remat_impl, REMAT_IMPLS)
+  _choice('dtype', spec.dtype, DTYPES)
+  _choice('connectivity', spec.connectivity, tuple(connectivity.PATTERNS))
+  for name in ('bn_momentum', 'bn_epsilon'):
+    value = getattr(spec, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+      raise ValueError(f'{name} must be a number in [0, 1), got {value!r}')
+  if spec.connectivity == 'sparsenet':
+    connectivity.validate(1, 1, spec.path, spec.near)

@@ -1,0 +1,181 @@
+"""The train state, the device mesh, the jitted train and eval steps, and how global batches are fed.
+
+The step is written once, for one device, and run data-parallel with `jax.shard_map` over a 1-D `data`
+mesh inside `jax.jit`: pmap's semantics (the global batch is split across devices, each device keeps its
+own BatchNorm statistics unless the model's `axis_name` is set, gradients are averaged) without pmap.
+Parameters are ordinary replicated global arrays. `launch/bench.py` times exactly these steps.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Dict
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from sparsenet_jax.data import augment
+from sparsenet_jax.data import datasets
+from sparsenet_jax.data import input_pipeline
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array  # raw uint32 key data, so a checkpoint holds plain arrays
+
+
+def variables(state: TrainState) -> Dict[str, Any]:
+  """What a forward pass needs: {'params', 'batch_stats'}."""
+  return {'params': state.params, 'batch_stats': state.batch_stats}
+
+
+def replicated(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def create_train_state(seed: int, model, tx, image_shape, mesh, abstract: bool = False) -> TrainState:
+  """Initialises replicated on every device of `mesh`; `abstract` gives only shapes and shardings."""
+  def init():
+    rng = jax.random.key(seed)
+    variables = model.init(jax.random.fold_in(rng, 1), jnp.zeros((1, *image_shape), jnp.float32),
+                           train=False)
+    params = variables['params']
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
+                      rng=jax.random.key_data(jax.random.fold_in(rng, 2)))
+  replicated = NamedSharding(mesh, P())
+  if abstract:
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                        jax.eval_shape(init))
+  return jax.jit(init, out_shardings=replicated)()
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """A 1-D `data` mesh over every device of every process, in process order, so that process p's
+  devices hold the p-th slice of each global batch (what `Feeder` hands them)."""
+  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+  return jax.sharding.Mesh(np.array(devices), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The steps.
+
+
+def make_train_step(model, tx, schedule, mesh, mean, std, augment_kind: str):
+  """A jitted step on a global batch of uint8 images; the train state is donated."""
+
+  def per_device(state: TrainState, x, labels):
+    def loss_fn(params):
+      logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, x,
+                                    train=True, mutable=['batch_stats'])
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+      return loss, (logits, updates['batch_stats'])
+
+    # Differentiate a per-device copy of the parameters, then average: pmap's gradient semantics.
+    params = jax.lax.pcast(state.params, 'data', to='varying')
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    grads = jax.lax.pmean(grads, 'data')
+    # Averaging each device's running statistics every step equals averaging them once at the end
+    # (they are linear in the batch statistics), and keeps the state replicated.
+    batch_stats = jax.lax.pmean(batch_stats, 'data')
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
+    return new_state, {'train_loss': jax.lax.pmean(loss, 'data'),
+                       'train_accuracy': jax.lax.pmean(accuracy, 'data')}
+
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P('data'), P('data')),
+                          out_specs=(P(), P()))
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def train_step(state: TrainState, images, labels):
+    # Augmenting the global batch with one key makes the result independent of the device count.
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    x = augment.preprocess(key, images, mean, std, augment_kind, train=True)
+    x = jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P('data')))
+    new_state, metrics = sharded(state, x, labels)
+    metrics['learning_rate'] = schedule(state.step)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(model, mesh, mean, std):
+  """Sums of loss and correct predictions over the unmasked examples of a global batch."""
+
+  def per_device(params, batch_stats, x, labels, mask):
+    logits = model.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = jnp.argmax(logits, -1) == labels
+    return (jax.lax.psum(jnp.sum(jnp.where(mask, loss, 0.0)), 'data'),
+            jax.lax.psum(jnp.sum(jnp.where(mask, correct, 0)), 'data'))
+
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P('data'), P('data'), P('data')),
+                          out_specs=(P(), P()))
+
+  @jax.jit
+  def eval_step(variables, images, labels, mask):
+    x = augment.preprocess(None, images, mean, std, 'none', train=False)
+    return sharded(variables['params'], variables['batch_stats'], x, labels, mask)
+
+  return eval_step
+
+
+# ----------------------------------------------------------------------------------------------------
+# Feeding global batches.
+
+
+class Feeder:
+  """Turns host indices into global batches sharded over the mesh.
+
+  Single-process runs whose training set fits `max_bytes` keep it on the devices and gather there;
+  otherwise (or multi-process) each process gathers its part of the batch on the host and hands it over
+  with `jax.make_array_from_process_local_data`.
+  """
+
+  def __init__(self, split: datasets.Split, mesh, max_bytes: int):
+    self.split = split
+    self.sharding = NamedSharding(mesh, P('data'))
+    self.on_device = jax.process_count() == 1 and split.images.nbytes <= max_bytes
+    if self.on_device:
+      replicated = NamedSharding(mesh, P())
+      self.images = jax.device_put(split.images, replicated)
+      self.labels = jax.device_put(split.labels, replicated)
+      self._gather = jax.jit(lambda a, b, i: (a[i], b[i]), out_shardings=(self.sharding, self.sharding))
+
+  def _local(self, arr):
+    n = jax.process_count()
+    return arr.reshape(n, -1, *arr.shape[1:])[jax.process_index()] if n > 1 else arr
+
+  def batch(self, idx: np.ndarray, *extra: np.ndarray):
+    if self.on_device and not extra:
+      return self._gather(self.images, self.labels, idx)
+    local = self._local(idx)
+    arrays = (self.split.images[local], self.split.labels[local]) + tuple(self._local(e) for e in extra)
+    return tuple(jax.make_array_from_process_local_data(self.sharding, a) for a in arrays)
+
+
+def evaluate_split(eval_step, variables, split: datasets.Split, mesh, batch_size: int) -> Dict[str, float]:
+  """Every example counted exactly once: the last batch is padded and masked."""
+  feeder = Feeder(split, mesh, max_bytes=0)
+  sums = []  # kept on the device until the end: no host sync per batch
+  n = len(split.labels)
+  for idx, mask in input_pipeline.eval_batches(n, batch_size):
+    images, labels, mask = feeder.batch(idx, mask)
+    sums.append(eval_step(variables, images, labels, mask))
+  sums = jax.device_get(sums)
+  loss_sum = float(sum(float(l) for l, _ in sums))
+  correct = int(sum(int(c) for _, c in sums))
+  accuracy = correct / n
+  return {'eval_loss': loss_sum / n, 'eval_accuracy': accuracy, 'eval_error': 1.0 - accuracy,
+          'num_examples': n}
