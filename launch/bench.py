@@ -1,21 +1,28 @@
-r"""Throughput, compile time and peak memory of one model's train or eval step, on synthetic data.
+r"""Throughput, compile time and peak memory of the training code's own train and eval steps, on synthetic data.
 
   python launch/bench.py --model=densenet_bc_100 --batch_size=64 --steps=10 --json
   python launch/bench.py --model=all --mode=train,eval --steps=20 --json   # every preset, both steps
   python launch/bench.py --model=densenet_bc_100,densenet_bc_100:remat,sparsenet_bc_v1:scan --rounds=3
       # compile all, then one step of each in turn, 3 rounds: ratios that share the machine's noise
+  python launch/bench.py --model=sparsenet_bc_v1,sparsenet_bc_v1:xla,sparsenet_bc_v1:fwdvjp --rounds=3
+      # the per-backend kernel choices, side by side
   python launch/bench.py --model=sparsenet_abc_v4 --scan --steps=0   # compile time and memory only
-  python launch/bench.py --model=densenet_bc_190 --remat --steps=0
   python launch/bench.py --model=sparsenet_bc_v1 --sweep_depth=8,16,24 --steps=0 \
       --plot=docs/memory_vs_depth.png           # every --sweep_models at 3 blocks of each depth
 
-The train step is the paper's: softmax cross-entropy, L2 weight decay 1e-4 added to the gradient (as
-PyTorch's SGD does), SGD with Nesterov momentum 0.9, BatchNorm statistics updated, the train state
-donated. Compilation (trace, lowering, XLA) is excluded from the timing and reported as `compile_seconds`.
+The steps timed are `steps.make_train_step` and `steps.make_eval_step`, the ones `train.py` runs: the
+model built from a config as training builds it (`config_validation.model_spec`), the optimiser of
+`configs/default.py` (`optimizer.from_config`: the paper's SGD, Nesterov 0.9, L2 1e-4 before it),
+`shard_map` over `steps.make_mesh()`, uint8 images augmented on the device, the train state donated.
+Compilation (trace, lowering, XLA) is excluded from the timing and reported as `compile_seconds`.
 The persistent compilation cache is on, but by default only after the first step compile, so that number
 is a real compile (`--nocold_compile` lets it load from the cache; `compile_cache_hit` says if it did).
-Every step is timed to completion (`block_until_ready`); the median step is reported.
-A model may carry options after colons, `NAME:scan:remat:bf16`, which override the flags for that row.
+Every step is timed to completion (`block_until_ready`); the median step is reported. Peak memory is
+XLA's analysis of the compiled step, per device.
+
+A model may carry options after colons, which override the flags for that row: `scan`, `remat`, `bf16`,
+`xla` / `fwdvjp` (conv_impl) and `checkpoint` / `tied` (remat_impl; either turns remat on), e.g.
+`densenet_bc_100:remat:tied`. Without them the kernels are 'auto', the backend's choice.
 """
 import json
 import os
@@ -30,24 +37,34 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 
-
 import jax
 import jax.numpy as jnp
-import optax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from configs import default
 from sparsenet_jax.model import counting
+from sparsenet_jax.model import kernels
+from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
+from sparsenet_jax.training import config_validation
+from sparsenet_jax.training import optimizer
+from sparsenet_jax.training import steps
 
-flags.DEFINE_list('model', ['densenet_bc_100'], 'Preset names (NAME[:scan][:remat][:bf16]), or "all".')
+flags.DEFINE_list('model', ['densenet_bc_100'], 'Preset names with options (NAME[:scan][:remat][:bf16]'
+                  '[:xla|:fwdvjp][:checkpoint|:tied]), or "all".')
 flags.DEFINE_list('blocks', None, 'Override the layers per block, e.g. 12,12,12.')
-flags.DEFINE_integer('batch_size', 64, 'Images per step.')
+flags.DEFINE_integer('batch_size', 64, 'Images per step (global: split over every device).')
 flags.DEFINE_integer('steps', 10, 'Timed steps after one warm-up step; 0 compiles only.')
-flags.DEFINE_integer('rounds', 0, 'Instead of --steps: compile every row first, then time one step of each '
-                     'row in turn, this many rounds (machine noise then hits every row alike).')
+flags.DEFINE_integer('rounds', None, 'Instead of --steps: compile every row first, then time one step of '
+                     'each row in turn, this many rounds (machine noise then hits every row alike).')
 flags.DEFINE_list('mode', ['train'], 'Which steps to time: train, eval or both (train,eval).')
-flags.DEFINE_enum('precision', 'fp32', ['fp32', 'bf16'], 'Compute precision; parameters stay fp32.')
+flags.DEFINE_enum('precision', 'fp32', list(config_validation.PRECISIONS), 'Compute precision; '
+                  'parameters stay fp32.')
 flags.DEFINE_bool('remat', False, 'Recompute every layer in the backward pass.')
 flags.DEFINE_bool('scan', False, 'Run the capped layers of each block as one scan.')
+flags.DEFINE_enum('augment', 'cifar', ['cifar', 'none'], "Train-step augmentation ('cifar': pad-4 crop, flip).")
 flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
 flags.DEFINE_integer('image_size', 32, 'Input height and width.')
 flags.DEFINE_string('compilation_cache_dir', os.path.expanduser('~/.cache/sparsenet_jax/xla'),
@@ -59,29 +76,14 @@ flags.DEFINE_string('plot', None, 'With --sweep_depth: write peak memory (and sp
 flags.DEFINE_bool('json', False, 'One JSON object per line instead of text.')
 FLAGS = flags.FLAGS
 
-WEIGHT_DECAY = 1e-4
+CIFAR_MEAN, CIFAR_STD = (125.3, 123.0, 113.9), (63.3, 62.1, 66.7)  # what `datasets` uses for CIFAR-10
+CIFAR_TRAIN_SIZE = 50_000  # for the schedule's steps per epoch; the rate does not change the timing
+OPTIONS = {'scan': ('scan', True), 'remat': ('remat', True), 'bf16': ('precision', 'bf16'),
+           'xla': ('conv_impl', 'xla'), 'fwdvjp': ('conv_impl', 'forward_vjp'),
+           'checkpoint': ('remat_impl', 'checkpoint'), 'tied': ('remat_impl', 'tied')}
 _CACHE_HITS = []
 jax.monitoring.register_event_listener(
     lambda event, **kw: _CACHE_HITS.append(event) if event == '/jax/compilation_cache/cache_hits' else None)
-
-
-def make_steps(model, tx):
-  """(train_step, eval_step); train_step(state, x, y) -> (state, loss), its state donated."""
-  def train_step(state, x, y):
-    def loss_fn(params):
-      logits, updates = model.apply({'params': params, 'batch_stats': state['batch_stats']}, x,
-                                    train=True, mutable=['batch_stats'])
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
-    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-    deltas, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    return {'params': optax.apply_updates(state['params'], deltas), 'opt_state': opt_state,
-            'batch_stats': updates['batch_stats']}, loss
-
-  def eval_step(state, x, y):
-    logits = model.apply({'params': state['params'], 'batch_stats': state['batch_stats']}, x)
-    return state, optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-  return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
 
 
 def peak_memory(compiled):
@@ -96,68 +98,80 @@ def enable_compilation_cache():
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
 
 
-OPTIONS = ('scan', 'remat', 'bf16')
+def check_flags(num_devices):
+  """Every flag checked before any work: a bad value costs one line, not a compile."""
+  for flag, least in (('batch_size', 1), ('steps', 0), ('image_size', 1), ('num_classes', 1)):
+    if FLAGS[flag].value < least:
+      raise ValueError(f'--{flag} must be >= {least}, got {FLAGS[flag].value}')
+  if FLAGS.rounds is not None and FLAGS.rounds < 1:
+    raise ValueError(f'--rounds must be >= 1, got {FLAGS.rounds}')
+  if FLAGS.batch_size % num_devices:
+    raise ValueError(f'--batch_size={FLAGS.batch_size} is not divisible by the {num_devices} devices')
+  if not FLAGS.model and not FLAGS.sweep_depth:
+    raise ValueError('--model names no model')
+  if not FLAGS.mode or set(FLAGS.mode) - {'train', 'eval'}:
+    raise ValueError(f'--mode takes train, eval or train,eval, got {",".join(FLAGS.mode)!r}')
 
 
-def parse_model(spec):
-  """'NAME[:option...]' -> (NAME, {scan, remat, precision}) with the flags as defaults."""
-  name, *options = spec.split(':')
-  presets.hyperparameters(name)  # unknown names fail here, before the first (slow) compile
+def parse_model(text, blocks=None):
+  """'NAME[:option...]' -> (config, ModelSpec): the default training config for preset NAME with the
+  flags, then the row's options, applied; the spec is what `train.py` would build from that config."""
+  name, *options = text.split(':')
+  presets.get(name)  # unknown names fail here, before the first (slow) compile
   unknown = set(options) - set(OPTIONS)
   if unknown:
-    raise ValueError(f'unknown option(s) {sorted(unknown)} in {spec!r}; allowed: {", ".join(OPTIONS)}')
-  return name, {'scan': FLAGS.scan or 'scan' in options, 'remat': FLAGS.remat or 'remat' in options,
-                'precision': 'bf16' if 'bf16' in options else FLAGS.precision}
+    raise ValueError(f'unknown option(s) {sorted(unknown)} in {text!r}; allowed: {", ".join(OPTIONS)}')
+  chosen = {}
+  for option in options:
+    field, value = OPTIONS[option]
+    if chosen.setdefault(field, value) != value:
+      raise ValueError(f'conflicting options in {text!r}: {field} is set twice')
+  fields = {'scan': FLAGS.scan, 'remat': FLAGS.remat or 'remat_impl' in chosen, 'precision': FLAGS.precision,
+            **chosen}
+  config = default.get_config()
+  config.precision = fields.pop('precision')
+  config.model = default.model_config(name, num_classes=FLAGS.num_classes, **fields,
+                                      **({'blocks': tuple(blocks)} if blocks else {}))
+  return config, config_validation.model_spec(config)
+
+
+def synthetic_batch(mesh, shape):
+  """uint8 images, int labels and an all-true mask, sharded over the mesh as `steps.Feeder` hands them."""
+  rng, n = np.random.default_rng(0), FLAGS.batch_size
+  batch = (rng.integers(0, 256, (n, *shape), np.uint8), rng.integers(0, FLAGS.num_classes, n, np.int32),
+           np.ones(n, bool))
+  return jax.device_put(batch, NamedSharding(mesh, P('data')))
 
 
 class Row:
-  """One benchmark row: the model built and its step compiled; `step()` times one step."""
+  """One benchmark row: `step` (a jitted step of `steps`) compiled for `args`; `step()` times one call."""
 
-  def __init__(self, name, options, overrides, mode):
-    dtype = jnp.bfloat16 if options['precision'] == 'bf16' else jnp.float32
-    model = presets.build(name, num_classes=FLAGS.num_classes, dtype=dtype, remat=options['remat'],
-                          scan=options['scan'], **overrides)
-    shape = (FLAGS.image_size, FLAGS.image_size, 3)
-    tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY), optax.sgd(0.1, momentum=0.9, nesterov=True))
-
-    def init(key):
-      variables = model.init(key, jnp.zeros((1, *shape)), train=False)
-      return {'params': variables['params'], 'batch_stats': variables['batch_stats'],
-              'opt_state': tx.init(variables['params'])}
-
-    x = jax.ShapeDtypeStruct((FLAGS.batch_size, *shape), jnp.float32)
-    y = jax.ShapeDtypeStruct((FLAGS.batch_size,), jnp.int32)
-    train_step, eval_step = make_steps(model, tx)
-    step = train_step if mode == 'train' else eval_step
+  def __init__(self, mode, step, args, info, flops):
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), args)
     _CACHE_HITS.clear()
     start = time.perf_counter()
-    self.compiled = step.lower(jax.eval_shape(init, jax.random.key(0)), x, y).compile()
+    self.compiled = step.lower(*abstract).compile()
     compile_seconds = time.perf_counter() - start
     cache_hit = bool(_CACHE_HITS)
     enable_compilation_cache()  # after the first step compile when --cold_compile: see the docstring
     peak, temp = peak_memory(self.compiled)
-    kx, ky, kinit = jax.random.split(jax.random.key(0), 3)
-    self.x = jax.random.normal(kx, x.shape, x.dtype)
-    self.y = jax.random.randint(ky, y.shape, 0, FLAGS.num_classes)
-    self.state = jax.jit(init)(kinit)
-    self.loss = None
-    self.times = []
-    # A scan body is traced once: count FLOPs on the unrolled model, the same function.
-    self.flops = counting.flops(model.clone(scan=False), shape) * (3 if mode == 'train' else 1)
-    self.info = {
-        'model': name, 'blocks': list(model.blocks), 'batch_size': FLAGS.batch_size,
-        'devices': 1, 'device': jax.devices()[0].device_kind, 'mode': mode,
-        'precision': options['precision'], 'remat': options['remat'], 'scan': options['scan'],
-        'compile_seconds': round(compile_seconds, 2), 'compile_cache_hit': cache_hit,
-        'flops_per_image': self.flops, 'peak_memory_bytes': peak, 'temp_memory_bytes': temp,
-        'params': counting.param_count(model, shape)}
+    self.mode, self.args, self.loss, self.times = mode, list(args), None, []
+    self.flops = flops * (3 if mode == 'train' else 1)
+    self.info = {**info, 'mode': mode, 'augment': FLAGS.augment if mode == 'train' else 'none',
+                 'compile_seconds': round(compile_seconds, 2), 'compile_cache_hit': cache_hit,
+                 'flops_per_image': self.flops, 'peak_memory_bytes': peak, 'temp_memory_bytes': temp}
 
   def step(self, timed=True):
     t = time.perf_counter()
-    self.state, self.loss = self.compiled(self.state, self.x, self.y)
-    jax.block_until_ready((self.state, self.loss))
+    out = self.compiled(*self.args)
+    jax.block_until_ready(out)
     if timed:
       self.times.append(time.perf_counter() - t)
+    if self.mode == 'train':
+      self.args[0], metrics = out  # the old state was donated
+      self.loss = metrics['train_loss']
+    else:
+      self.loss = out[0] / FLAGS.batch_size  # the eval step returns sums
 
   def result(self):
     times = self.times
@@ -170,19 +184,48 @@ class Row:
             'final_loss': float(self.loss) if times else float('nan')}
 
 
-def bench(name, options, overrides, mode):
-  """One benchmark row, timed over `FLAGS.steps` steps after a warm-up step."""
-  row = Row(name, options, overrides, mode)
-  if FLAGS.steps:
-    row.step(timed=False)
-    for _ in range(FLAGS.steps):
-      row.step()
-  return row.result()
+def make_rows(config, spec, mesh):
+  """One Row per --mode for one model, built as `train.py` builds it, sharing one train state (the eval
+  row reads a copy of its variables: the train step donates the state)."""
+  shape = (FLAGS.image_size, FLAGS.image_size, 3)
+  model = network.make(spec)
+  tx, schedule = optimizer.from_config(config, max(1, CIFAR_TRAIN_SIZE // FLAGS.batch_size))
+  state = steps.create_train_state(config.seed, model, tx, shape, mesh)
+  images, labels, mask = synthetic_batch(mesh, shape)
+  # A scan body is traced once: count FLOPs on the unrolled model, the same function.
+  flops = counting.flops(network.make(spec.replace(scan=False)), shape)
+  info = {'model': config.model.name, 'blocks': list(spec.blocks), 'batch_size': FLAGS.batch_size,
+          'devices': mesh.size, 'device': jax.devices()[0].device_kind, 'precision': config.precision,
+          'remat': spec.remat, 'scan': spec.scan, 'conv_impl': spec.conv_impl, 'remat_impl': spec.remat_impl,
+          'conv_kernel': kernels.resolve(spec.conv_impl, 'forward_vjp', 'xla'),
+          'remat_kernel': kernels.remat_impl(spec.remat_impl) if spec.remat else None,
+          'optimizer': config.optimizer.name, 'params': counting.param_count(model, shape)}
+  rows = []
+  for mode in FLAGS.mode:
+    if mode == 'train':
+      step = steps.make_train_step(model, tx, schedule, mesh, CIFAR_MEAN, CIFAR_STD, FLAGS.augment)
+      rows.append(Row(mode, step, (state, images, labels), info, flops))
+    else:
+      variables = jax.jit(lambda v: jax.tree.map(jnp.copy, v))(steps.variables(state))
+      step = steps.make_eval_step(model, mesh, CIFAR_MEAN, CIFAR_STD)
+      rows.append(Row(mode, step, (variables, images, labels, mask), info, flops))
+  return rows
 
 
-def round_robin(specs):
+def bench(runs, mesh):
+  """Each model's rows, each timed over `FLAGS.steps` steps after a warm-up step."""
+  for run in runs:
+    for row in make_rows(*run, mesh):
+      if FLAGS.steps:
+        row.step(timed=False)
+        for _ in range(FLAGS.steps):
+          row.step()
+      yield row.result()
+
+
+def round_robin(runs, mesh):
   """Every row compiled and warmed up first, then one step of each in turn, FLAGS.rounds times."""
-  rows = [Row(*spec) for spec in specs]
+  rows = [row for run in runs for row in make_rows(*run, mesh)]
   for row in rows:
     row.step(timed=False)
   for _ in range(FLAGS.rounds):
@@ -193,8 +236,8 @@ def round_robin(specs):
 
 def label(r):
   """A row's model with its options, as --model takes it."""
-  return r['model'] + ''.join(f':{o}' for o, on in (('scan', r['scan']), ('remat', r['remat']),
-                                                     ('bf16', r['precision'] == 'bf16')) if on)
+  values = dict(r, remat_impl=r['remat_impl'] if r['remat'] else None)
+  return r['model'] + ''.join(f':{o}' for o, (field, value) in OPTIONS.items() if values[field] == value)
 
 
 def plot_sweep(rows, filename):
@@ -223,18 +266,14 @@ def main(argv):
   if not FLAGS.cold_compile:
     enable_compilation_cache()
   try:
-    bad = set(FLAGS.mode) - {'train', 'eval'}
-    if bad or not FLAGS.mode:
-      raise ValueError(f'--mode takes train, eval or train,eval, got {",".join(FLAGS.mode)!r}')
+    mesh = steps.make_mesh()
+    check_flags(mesh.size)
     if FLAGS.sweep_depth:
-      runs = [(*parse_model(n), {'blocks': (int(d),) * 3}) for n in FLAGS.sweep_models
-              for d in FLAGS.sweep_depth]
+      runs = [parse_model(n, (int(d),) * 3) for n in FLAGS.sweep_models for d in FLAGS.sweep_depth]
     else:
       models = presets.names() if FLAGS.model == ['all'] else FLAGS.model
-      blocks = {'blocks': tuple(int(b) for b in FLAGS.blocks)} if FLAGS.blocks else {}
-      runs = [(*parse_model(n), blocks) for n in models]
-    specs = [(*run, mode) for run in runs for mode in FLAGS.mode]
-    results = round_robin(specs) if FLAGS.rounds else (bench(*spec) for spec in specs)
+      runs = [parse_model(n, FLAGS.blocks and [int(b) for b in FLAGS.blocks]) for n in models]
+    results = (round_robin if FLAGS.rounds else bench)(runs, mesh)
     rows = []
     for r in results:
       rows.append(r)

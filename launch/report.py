@@ -12,9 +12,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-
+from sparsenet_jax.tools import report_page
 from sparsenet_jax.training import checkpoints
-from sparsenet_jax.tools import report
 
 flags.DEFINE_string('workdir', None, 'A run, or a directory with runs anywhere below it (a sweep root).')
 flags.DEFINE_string('out', None, 'Where report.md and its PNGs go; default WORKDIR/report.')
@@ -27,7 +26,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
   try:
-    path = report.write(FLAGS.workdir, FLAGS.out or os.path.join(FLAGS.workdir, 'report'))
+    path = report_page.write(FLAGS.workdir, FLAGS.out or os.path.join(FLAGS.workdir, 'report'))
   except (ValueError, OSError, checkpoints.CheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -18,6 +18,7 @@ from absl import flags
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from sparsenet_jax.tools import sweeps
+from sparsenet_jax.training import record
 
 flags.DEFINE_string('sweep', None, 'A sweep file and its parameters: configs/sweeps/NAME.py[:k=v,...].')
 flags.DEFINE_string('workdir', None, 'The sweep root: each run writes to WORKDIR/<run name>.')
@@ -68,7 +69,7 @@ def sweep_file(spec):
 
 
 def dry_run(runs, root):
-  states = [sweeps.status(os.path.join(root, r.name)) for r in runs]
+  states = [record.status(os.path.join(root, r.name)) for r in runs]
   counts = ', '.join(f'{states.count(s)} {s}' for s in ('done', 'partial', 'new'))
   print(f'# {FLAGS.sweep}: {len(runs)} runs under {root} ({counts}), run from {REPO}')
   for run, state in zip(runs, states):

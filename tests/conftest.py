@@ -18,3 +18,22 @@ def build(config, num_classes, steps_per_epoch, axis_name=None):
   spec = config_validation.model_spec(config, num_classes, axis_name)
   tx, schedule = optimizer.from_config(config, steps_per_epoch)
   return network.make(spec), tx, schedule
+
+
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
+
+
+def write_image_folder(root, classes=CIFAR10_CLASSES, counts=(('train', 20), ('test', 10)), size=32, seed=0):
+  """An image folder (root/<split>/<class>/<n>.jpg) of JPEGs whose colour depends on the class, with
+  noise: learnable, and built from nothing a fresh clone lacks. Returns the root."""
+  import numpy as np
+  from PIL import Image
+  rng = np.random.default_rng(seed)
+  colours = rng.integers(40, 216, (len(classes), 3))
+  for split, count in counts:
+    for c, name in enumerate(classes):
+      os.makedirs(os.path.join(root, split, name), exist_ok=True)
+      for i in range(count):
+        pixels = np.clip(colours[c] + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(os.path.join(root, split, name, f'{i}.jpg'), quality=95)
+  return root

@@ -1,4 +1,5 @@
-"""launch/bench.py runs end to end and reports its keys: a smoke test, timings belong in BENCHMARKS.md."""
+"""launch/bench.py times the training code's own steps and reports its keys: a smoke test, timings belong in
+BENCHMARKS.md."""
 import json
 import os
 import subprocess
@@ -9,44 +10,82 @@ import pytest
 from conftest import ROOT
 
 KEYS = {'model', 'batch_size', 'devices', 'mode', 'images_per_sec', 'step_ms_median', 'compile_seconds',
-        'flops_per_image', 'achieved_gflops', 'peak_memory_bytes', 'params'}
+        'flops_per_image', 'achieved_gflops', 'peak_memory_bytes', 'params', 'conv_impl', 'remat_impl'}
+BENCH = os.path.join(ROOT, 'launch', 'bench.py')
+ENV = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=4')
+TINY = ('--model=sparsenet_bc_v1', '--blocks=1,2,1', '--batch_size=4', '--image_size=8', '--steps=1',
+        '--json', '--compilation_cache_dir=')
+# Runs bench.py as __main__ with steps.make_train_step / make_eval_step wrapped, so that every step it
+# lowers is known to come from them; the last stdout line lists them.
+SPY = r'''
+import json, runpy, sys
+from sparsenet_jax.training import steps
+lowered = []
+def spy(factory):
+  def make(*args, **kwargs):
+    step = factory(*args, **kwargs)
+    class Spied:
+      def lower(self, *a, **k):
+        lowered.append(factory.__name__)
+        return step.lower(*a, **k)
+    return Spied()
+  return make
+steps.make_train_step = spy(steps.make_train_step)
+steps.make_eval_step = spy(steps.make_eval_step)
+sys.argv = sys.argv[1:]
+try:
+  runpy.run_path(sys.argv[0], run_name='__main__')
+except SystemExit as e:
+  if e.code:
+    raise
+print(json.dumps({'lowered': lowered}))
+'''
 
 
 def run_bench(*args):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'bench.py'), '--model=sparsenet_bc_v1',
-                        '--blocks=1,2,1', '--batch_size=2', '--image_size=8', '--steps=1', '--json',
-                        '--compilation_cache_dir=', *args],
-                       capture_output=True, text=True, env=env, timeout=300)
+  """(rows, names of the steps factories whose steps were lowered), for the tiny model with `args`."""
+  out = subprocess.run([sys.executable, '-c', SPY, BENCH, *TINY, *args], capture_output=True, text=True,
+                       env=ENV, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
-  return [json.loads(line) for line in out.stdout.splitlines()]
+  *rows, spied = [json.loads(line) for line in out.stdout.splitlines()]
+  return rows, spied['lowered']
 
 
-@pytest.mark.parametrize('args', [(), ('--mode=eval', '--precision=bf16', '--remat', '--scan')],
-                         ids=['train', 'eval_bf16_remat_scan'])
-def test_bench_reports_every_key(args):
-  (row,) = run_bench(*args)
+@pytest.mark.parametrize('args,step', [((), 'make_train_step'),
+                                       (('--mode=eval', '--precision=bf16', '--remat', '--scan'),
+                                        'make_eval_step')], ids=['train', 'eval_bf16_remat_scan'])
+def test_bench_times_the_training_codes_step_and_reports_every_key(args, step):
+  (row,), lowered = run_bench(*args)
+  assert lowered == [step]  # bench has no step of its own: it compiles and times steps.<step>'s
   assert KEYS <= set(row)
+  assert row['devices'] == 4 and row['optimizer'] == 'sgd'
   assert row['images_per_sec'] > 0 and row['peak_memory_bytes'] > 0 and row['params'] > 0
   assert row['flops_per_image'] > 0 and row['compile_seconds'] > 0
-
-
-def test_bad_model_is_a_clear_error():
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'bench.py'), '--model=resnet50'],
-                       capture_output=True, text=True, env=env, timeout=120)
-  assert out.returncode == 2 and 'unknown model' in out.stderr
+  assert row['final_loss'] > 0
 
 
 def test_round_robin_times_every_row_with_its_own_options():
-  rows = run_bench('--model=sparsenet_bc_v1,sparsenet_bc_v1:scan:remat', '--mode=train,eval', '--rounds=2')
-  assert [(r['scan'], r['remat'], r['mode']) for r in rows] == [
-      (False, False, 'train'), (False, False, 'eval'), (True, True, 'train'), (True, True, 'eval')]
+  rows, lowered = run_bench('--model=sparsenet_bc_v1:xla,sparsenet_bc_v1:scan:tied', '--mode=train,eval',
+                            '--rounds=2')
+  assert [(r['scan'], r['remat'], r['conv_impl'], r['remat_impl'], r['mode']) for r in rows] == [
+      (False, False, 'xla', 'auto', 'train'), (False, False, 'xla', 'auto', 'eval'),
+      (True, True, 'auto', 'tied', 'train'), (True, True, 'auto', 'tied', 'eval')]
+  assert rows[0]['conv_kernel'] == 'xla' and rows[2]['remat_kernel'] == 'tied'
   assert all(r['steps'] == 2 and KEYS <= set(r) for r in rows)
+  assert lowered == ['make_train_step', 'make_eval_step'] * 2
 
 
-def test_bad_option_is_a_clear_error():
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'bench.py'), '--model=sparsenet_bc_v1:fast'],
-                       capture_output=True, text=True, env=env, timeout=120)
-  assert out.returncode == 2 and "unknown option(s) ['fast']" in out.stderr
+@pytest.mark.parametrize('args,message', [
+    (('--model=resnet50',), 'unknown model'),
+    (('--model=sparsenet_bc_v1:fast',), "unknown option(s) ['fast']"),
+    (('--model=sparsenet_bc_v1:xla:fwdvjp',), 'conflicting options'),
+    (('--batch_size=0',), '--batch_size must be >= 1, got 0'),
+    (('--batch_size=6',), 'not divisible by the 4 devices'),
+    (('--steps=-1',), '--steps must be >= 0, got -1'),
+    (('--rounds=0',), '--rounds must be >= 1, got 0'),
+    (('--mode=predict',), '--mode takes train, eval'),
+], ids=['model', 'option', 'conflict', 'batch', 'indivisible_batch', 'steps', 'rounds', 'mode'])
+def test_bad_argument_is_one_line_and_exit_2(args, message):
+  out = subprocess.run([sys.executable, BENCH, *args], capture_output=True, text=True, env=ENV, timeout=120)
+  assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+  assert out.stderr.strip().count('\n') == 0 and not out.stdout  # nothing compiled, nothing printed

@@ -9,10 +9,11 @@ import sys
 import jax
 import numpy as np
 
-from conftest import ROOT
+from conftest import ROOT, build
 from configs import digits
 from sparsenet_jax.training import checkpoints
-from sparsenet_jax.training import train
+from sparsenet_jax.model import network
+from sparsenet_jax.training import steps
 
 ARGS = ['--config=' + os.path.join(ROOT, 'configs', 'digits.py'), '--config.model.growth_rate=4',
         '--config.model.blocks=(2,3)', '--config.model.path=2', '--config.num_train_steps=8',
@@ -41,10 +42,12 @@ def _params(workdir):
   """Restored onto this process's devices (the checkpoint's own devices do not exist here)."""
   config = digits.get_config()
   config.model.growth_rate, config.model.blocks, config.model.path = 4, (2, 3), 2
-  model = train.build_model(config, 10)
-  tx, _ = train.make_optimizer(config, 23)
-  target = train.create_train_state(0, model, tx, (8, 8, 1), train.make_mesh(), abstract=True)
-  state, _ = checkpoints.restore(checkpoints.manager(str(workdir), read_only=True), target, {})
+  model, tx, _ = build(config, 10, 23)
+  mesh = steps.make_mesh()
+  state, _ = checkpoints.restore(
+      checkpoints.manager(str(workdir), read_only=True),
+      lambda s: steps.create_train_state(0, network.make(s), tx, (8, 8, 1), mesh, abstract=True),
+      model.spec, (8, 8, 1), mesh)
   return state.params
 
 

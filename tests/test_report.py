@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT
 from configs import default
 from configs import cifar10_npz as cifar10_npz_config
 from configs import digits as digits_config
 from sparsenet_jax.tools import report
+from sparsenet_jax.tools import report_page
 from sparsenet_jax.tools import sweeps
 from sparsenet_jax.training import train
 
@@ -114,7 +115,7 @@ def test_params_and_flops_of_a_table2_cell_before_any_checkpoint(tmp_path):
   write_run(tmp_path / 'run', default.paper_config('cifar10', 'sparsenet_bc_v1'), [(1, 80.0)], final=False)
   group, = report.group_runs(report.find_runs(str(tmp_path)))
   params, flops = report.cost(group)
-  assert params == 828_442  # SPEC section 3
+  assert params == 828_442  # docs/model.md section 3
   assert flops > 100e6
 
 
@@ -127,16 +128,16 @@ def test_paper_figure_sweeps_get_their_plot(tmp_path, sweep_file, field, labels,
   for i, (name, config) in enumerate(sweep_configs(sweep_file)):
     write_run(root / name, config, [(150, 10.0 + i), (280, 5.0 + i % 3)])
   groups = report.group_runs(report.find_runs(str(root)))
-  family, = report.families(groups, field)
+  family, = report_page.families(groups, field)
   assert len(family) == len(labels)
   if field == 'near':
-    assert [report.far_near(g.config) for g in family] == labels
+    assert [report_page.far_near(g.config) for g in family] == labels
     assert all(len(g.runs) == 2 for g in family)
   else:
     assert [str(g.config['model.attention']).lower() for g in family] == labels
 
   out = tmp_path / 'out'
-  text = open(report.write(str(root), str(out))).read()
+  text = open(report_page.write(str(root), str(out))).read()
   assert figure in text
   assert_pngs(out, text)
 
@@ -186,10 +187,11 @@ def real_runs(tmp_path_factory):
   with open(root / 'digits_seed2' / 'metrics.jsonl', 'w') as f:
     f.writelines(json.dumps(r) + '\n' for r in rows if not r.get('final'))
 
-  # CIFAR-10: 448 training and 128 test images drawn from the shared npz (sorted by class), one epoch.
-  with np.load(os.path.join(SHARED_DATA, 'cifar10_train_10k.npz')) as data:
-    draw = np.random.default_rng(0).permutation(len(data['label']))[:576]
-    images, labels = data['image'][draw], data['label'][draw]
+  # CIFAR-10-shaped: 448 training and 128 test images of class-coloured noise, one epoch.
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 10, 576)
+  colours = rng.integers(40, 216, (10, 3))
+  images = np.clip(colours[labels][:, None, None, :] + rng.normal(0, 40, (576, 32, 32, 3)), 0, 255).astype(np.uint8)
   np.savez(root / 'c10_train.npz', image=images[:448], label=labels[:448])
   np.savez(root / 'c10_test.npz', image=images[448:], label=labels[448:])
   config = tiny(cifar10_npz_config.get_config(), num_epochs=1.0, **{

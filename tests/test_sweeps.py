@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT
 from sparsenet_jax.tools import budget
 from sparsenet_jax.tools import sweeps
+from sparsenet_jax.training import record
 
 
 def sweep_cli(*args, timeout=600):
@@ -91,7 +92,7 @@ def test_load_rejects_bad_sweeps(tmp_path, body, message):
     sweeps.load(write_sweep(tmp_path, body))
 
 
-# Paper Table 2 (SPEC section 5): the cells with a number, per dataset (C10, C100, SVHN).
+# Paper Table 2 (docs/model.md section 5): the cells with a number, per dataset (C10, C100, SVHN).
 TABLE2 = {
     'densenet_bc_100': (4.51, 22.27, 1.76),
     'densenet_bc_250': (3.62, 17.60, 1.74),
@@ -170,19 +171,19 @@ def write_metrics(workdir, rows, tail=''):
 
 
 def test_status_of_fake_workdirs(tmp_path):
-  assert sweeps.status(str(tmp_path / 'never')) == 'new'
+  assert record.status(str(tmp_path / 'never')) == 'new'
   empty = tmp_path / 'empty'
   empty.mkdir()
-  assert sweeps.status(str(empty)) == 'partial'
+  assert record.status(str(empty)) == 'partial'
   train_row = {'step': 10, 'train_loss': 1.0}
   write_metrics(tmp_path / 'running', [train_row, {'step': 10, 'eval_error': 0.5}], tail='{"step": 2')
-  assert sweeps.status(str(tmp_path / 'running')) == 'partial'
+  assert record.status(str(tmp_path / 'running')) == 'partial'
   final = {'step': 20, 'eval_error': 0.25, 'eval_accuracy': 0.75, 'final': True}
   write_metrics(tmp_path / 'done', [train_row, final], tail='{"st')
-  assert sweeps.status(str(tmp_path / 'done')) == 'done'
-  assert sweeps.final_row(str(tmp_path / 'done')) == final
+  assert record.status(str(tmp_path / 'done')) == 'done'
+  assert record.final_row(str(tmp_path / 'done')) == final
   write_metrics(tmp_path / 'not_final', [{'step': 20, 'eval_error': 0.25, 'final': False}])
-  assert sweeps.status(str(tmp_path / 'not_final')) == 'partial'
+  assert record.status(str(tmp_path / 'not_final')) == 'partial'
 
 
 def test_dry_run_reports_states(tmp_path):
@@ -293,7 +294,7 @@ def test_scheduler_skips_done_runs_and_resumes_failed_ones(tmp_path, fake_traine
                            poll_s=0.05)
   assert {n: r.outcome for n, r in first.items()} == {'crash': 'failed', 'fine': 'ok', 'silent': 'failed'}
   assert first['crash'].returncode == 3 and first['silent'].returncode == 0
-  assert sweeps.status(os.path.join(root, 'crash')) == 'partial'
+  assert record.status(os.path.join(root, 'crash')) == 'partial'
   summary = sweeps.summary(runs, root, first)
   assert summary[0].split()[:3] == ['crash', 'failed', '(exit']
   assert summary[1].split()[:2] == ['fine', 'ok'] and summary[1].endswith('eval_error=0.1250')
@@ -369,7 +370,7 @@ def slurm_task(tmp_path, fake_trainer):
 def test_slurm_task_runs_its_run_once(tmp_path, slurm_task):
   root, start = slurm_task
   assert start(0).wait(timeout=60) == 0
-  assert sweeps.status(str(root / 'fine')) == 'done'
+  assert record.status(str(root / 'fine')) == 'done'
   assert start(0).wait(timeout=60) == 0
   log = (root / 'fine' / 'sweep.log').read_text()
   assert 'task 77_0' in log and 'fine finished before; nothing to do' in log
@@ -474,7 +475,7 @@ def test_digits_sweep_runs_concurrently_then_skips(tmp_path):
     workdir = tmp_path / f'digits_num_epochs1_seed{seed}'
     config = json.loads((workdir / 'config.json').read_text())
     assert config['seed'] == seed and config['num_epochs'] == 1
-    assert sweeps.final_row(str(workdir))['eval_accuracy'] > 0.3
+    assert record.final_row(str(workdir))['eval_accuracy'] > 0.3
   metrics = {p: p.read_text() for p in tmp_path.glob('*/metrics.jsonl')}
 
   again = sweep_cli(*args)

@@ -50,7 +50,7 @@ def draw_connections(plans, title: str, filename: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Results: what `report.write` draws. Errors are in percent.
+# Results: what `report_page.write` draws. Errors are in percent.
 
 
 class Curves(NamedTuple):

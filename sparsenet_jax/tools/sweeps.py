@@ -201,10 +201,6 @@ def command(run: Run, workdir: str, python: str = sys.executable) -> List[str]:
           *(f'--config.{key}={flag_value(value)}' for key, value in run.overrides.items())]
 
 
-final_row = record.final_row
-status = record.status
-
-
 def visible_gpus() -> List[str]:
   """GPUs this process may hand out: CUDA_VISIBLE_DEVICES if set, else what `nvidia-smi -L` lists."""
   env = os.environ.get('CUDA_VISIBLE_DEVICES')
@@ -266,7 +262,7 @@ def run_local(sweep_runs: Sequence[Run], root: str, run_slots: Sequence[Mapping[
   results: Dict[str, Result] = {}
   queue = collections.deque()
   for run in sweep_runs:
-    if status(os.path.join(root, run.name)) == 'done':
+    if record.status(os.path.join(root, run.name)) == 'done':
       results[run.name] = Result('skipped')
       echo(f'skip   {run.name}: finished before')
     else:
@@ -293,7 +289,7 @@ def run_local(sweep_runs: Sequence[Run], root: str, run_slots: Sequence[Mapping[
         log.close()
         free.append(env)
         seconds = time.monotonic() - start
-        finished = status(os.path.join(root, run.name)) == 'done'
+        finished = record.status(os.path.join(root, run.name)) == 'done'
         if proc.returncode == 0 and finished:
           results[run.name] = Result('ok', 0, seconds)
           echo(f'ok     {run.name} in {_duration(seconds)}')
@@ -324,7 +320,7 @@ def summary(sweep_runs: Sequence[Run], root: str, results: Mapping[str, Result])
   lines = []
   for run in sweep_runs:
     result = results.get(run.name, Result('not run'))
-    row = final_row(os.path.join(root, run.name)) or {}
+    row = record.final_row(os.path.join(root, run.name)) or {}
     error = row.get('eval_error')
     outcome = result.outcome + (f' (exit {result.returncode})' if result.outcome == 'failed' else '')
     lines.append(f'{run.name:<{width}}  {outcome:<16} {_duration(result.seconds):>10}  '
@@ -350,8 +346,8 @@ def slurm_script(sweep_runs: Sequence[Run], root: str, repo: str, sweep: str,
     cases.append(f'  {i}) name={shlex.quote(run.name)}\n'
                  f'     cmd=({shlex.join(command_fn(run, workdir))}) ;;')
   job = re.sub(r'\W', '_', os.path.splitext(os.path.basename(sweep.partition(':')[0]))[0])
-  check_done = ('import sys; from sparsenet_jax.tools import sweeps; '
-                'sys.exit(sweeps.status(sys.argv[1]) != "done")')
+  check_done = ('import sys; from sparsenet_jax.training import record; '
+                'sys.exit(record.status(sys.argv[1]) != "done")')
   return f'''#!/bin/bash
 # {len(sweep_runs)} runs of {sweep}, one array task each. Submit with:
 #   sbatch {shlex.quote(os.path.join(root, 'sweep.sbatch'))}

@@ -1,0 +1,113 @@
+"""The report page, `report.md`: the table of `report` and the paper's figures drawn from its groups.
+
+Fig. 7 (attention) and Fig. 10 (where to drop connections) compare groups that differ in one model
+field only; Figs. 8 and 9 place every finished group by parameters and FLOPs; every group gets its
+training curves.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from sparsenet_jax.tools import plots
+from sparsenet_jax.tools import report
+from sparsenet_jax.tools.report import Group, Row, Run, eval_rows, group_key, sample_std, train_rows
+
+def families(groups: Sequence[Group], field: str) -> List[List[Group]]:
+  """Sets of >= 2 groups alike in everything but `model.<field>` (Fig. 7: attention, Fig. 10: near)."""
+  key_field = f'model.{field}'
+  by_rest: Dict[str, List[Group]] = {}
+  for g in groups:
+    rest = {k: v for k, v in g.config.items() if k != key_field}
+    by_rest.setdefault(group_key(rest), []).append(g)
+  return [sorted(members, key=lambda g: (g.config[key_field] is not None, g.config[key_field]))
+          for members in by_rest.values()
+          if len({repr(g.config[key_field]) for g in members}) > 1]
+
+
+def mean_eval_curve(group: Group) -> Tuple[List[float], List[float], List[float]]:
+  """(epochs, mean test error %, sample std) over the group's runs, at every evaluated epoch."""
+  by_epoch: Dict[float, List[float]] = {}
+  for run in group.runs:
+    for r in eval_rows(run.rows):
+      by_epoch.setdefault(round(r['epoch'], 6), []).append(100 * r['eval_error'])
+  epochs = sorted(by_epoch)
+  return (epochs, [float(np.mean(by_epoch[e])) for e in epochs], [sample_std(by_epoch[e]) for e in epochs])
+
+
+def far_near(config: Mapping[str, Any]) -> str:
+  """The paper's Fig. 10 label: '14-0' keeps the 14 farthest, '0-14' the 14 nearest connections."""
+  return f'{config["model.path"] - config["model.near"]}-{config["model.near"]}'
+
+
+def run_curves(run: Run) -> plots.Curves:
+  trained, evals = train_rows(run.rows), eval_rows(run.rows)
+  return plots.Curves(label=run.name, train_epoch=[r['epoch'] for r in trained],
+                      train_loss=[float(r['train_loss']) for r in trained],  # 'nan' is written as text
+                      learning_rate=[r['learning_rate'] for r in trained],
+                      eval_epoch=[r['epoch'] for r in evals],
+                      eval_error=[100 * r['eval_error'] for r in evals])
+
+
+def _slug(text: str) -> str:
+  return re.sub(r'[^A-Za-z0-9.]+', '-', text)[:60].strip('-')
+
+
+def draw_all(groups: Sequence[Group], rows: Sequence[Row], figure: Callable[..., None]) -> None:
+  """Calls `figure(title, filename, draw)` for every figure the runs can make, in reading order."""
+  points = [plots.Point(r.group.dataset, f'{r.group.model}, {r.group.length}', r.params, r.flops, r.mean,
+                        r.std or 0.0, r.paper)
+            for r in rows if r.mean is not None and r.params is not None]
+  if points:
+    figure('Test error vs parameters (paper Fig. 8)', 'error_vs_params.png',
+           lambda f: plots.error_vs_cost(points, 'params', f))
+    figure('Test error vs FLOPs (paper Fig. 9)', 'error_vs_flops.png',
+           lambda f: plots.error_vs_cost(points, 'flops', f))
+  for i, family in enumerate(families(groups, 'attention')):
+    curves = [(str(g.config['model.attention']).lower(), *mean_eval_curve(g)) for g in family]
+    name = f'{family[0].dataset}, {family[0].config["model.name"]}, {family[0].length}'
+    figure(f'Attention: {name} (paper Fig. 7)', f'attention_{i + 1}.png',
+           lambda f, c=curves, t=name: plots.attention_curves(c, t, f))
+  for i, family in enumerate(families(groups, 'near')):
+    bars = [(far_near(g.config), r.mean, r.std or 0.0) for g in family
+            for r in rows if r.group is g and r.mean is not None]
+    if bars:
+      name = f'{family[0].dataset}, {family[0].config["model.name"]}, {family[0].length}'
+      figure(f'Where to drop connections: {name} (paper Fig. 10)', f'drop_position_{i + 1}.png',
+             lambda f, b=bars, t=name: plots.drop_position(b, t, f))
+  for i, row in enumerate(rows):
+    g = row.group
+    filename = f'curves_{i + 1}_{_slug(g.dataset + "_" + g.model + "_" + g.length)}.png'
+    figure(f'Training curves: {g.dataset}: {g.model}, {g.length}', filename,
+           lambda f, g=g: plots.training_curves([run_curves(r) for r in g.runs], f'{g.dataset}: {g.model}', f),
+           level='###')
+
+
+def write(root: str, out: str) -> str:
+  """Writes out/report.md and its PNGs for every run under `root`; returns the report's path."""
+  runs = report.find_runs(root)
+  if not runs:
+    raise ValueError(f'no runs under {root} (a run is a directory with config.json)')
+  os.makedirs(out, exist_ok=True)
+  groups = report.group_runs(runs)
+  rows = report.tabulate(groups)
+  finished = sum(len(r.errors) for r in rows)
+  lines = [f'# SparseNet results: {os.path.abspath(root)}', '',
+           f'{len(runs)} runs in {len(rows)} groups, {finished} finished. Test error: the final-epoch '
+           'error of finished runs, mean ± sample std over seeds. Paper: Table 2 of Liu & Zeng (2018), '
+           'shown for unchanged presets on CIFAR-10/100 and SVHN test sets. † trained for fewer epochs '
+           'than the paper (280 on CIFAR, 40 on SVHN). Params and FLOPs (2 x multiply-accumulates per '
+           'image) as docs/model.md section 3 defines them.', '', report.table_markdown(rows), '']
+
+  def figure(title: str, filename: str, draw: Callable[[str], None], level: str = '##') -> None:
+    draw(os.path.join(out, filename))
+    lines.extend([f'{level} {title}', '', f'![{title}]({filename})', ''])
+
+  draw_all(groups, rows, figure)
+  path = os.path.join(out, 'report.md')
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines))
+  return path
