@@ -142,8 +142,11 @@ def test_exported_file_loads_and_predicts_without_training_code(run, tmp_path):
   assert result.returncode == 0, result.stderr
   shape, modules = json.loads(result.stdout)
   assert shape == [2, 10]
-  assert modules == ['sparsenet_jax', 'sparsenet_jax.connectivity', 'sparsenet_jax.export',
-                     'sparsenet_jax.layers', 'sparsenet_jax.network']
+  # The model core and the export module only: no training, data, optimiser or checkpoint code.
+  assert modules == ['sparsenet_jax', 'sparsenet_jax.model', 'sparsenet_jax.model.connectivity',
+                     'sparsenet_jax.model.counting', 'sparsenet_jax.model.kernels', 'sparsenet_jax.model.layers',
+                     'sparsenet_jax.model.network', 'sparsenet_jax.model.scan', 'sparsenet_jax.model.spec',
+                     'sparsenet_jax.tools', 'sparsenet_jax.tools.export']
 
 
 def test_bad_inputs_are_one_line_errors(run, tmp_path):

@@ -41,3 +41,19 @@ def test_bad_input_is_one_line_and_exit_2():
   assert r.returncode == 2
   assert r.stdout == ''
   assert r.stderr.strip().splitlines()[-1] == 'error: near must be in [0, 16], got 99'
+
+
+def test_scan_says_which_layers_of_each_block_run_scanned():
+  r = run('--model=sparsenet_bc_v1', '--connectivity=log', '--scan')
+  assert r.returncode == 0, r.stderr
+  lines = r.stdout.splitlines()
+  assert lines[0] == ('sparsenet_bc_v1 block 1 (8 layers, 33 connections): scanned (growing) 1-3; '
+                      'unrolled 4-8')  # the log pattern's later rows have no prefix + window
+  r = run('--model=sparsenet_bc_v1', '--scan')
+  assert r.stdout.splitlines()[2].endswith('scanned (growing) 5-8; scanned (far 9 + near 7) 9-16')
+
+
+def test_image_size_must_be_positive():
+  r = run('--model=sparsenet_v1', '--image_size=0')
+  assert r.returncode == 2 and r.stdout == ''
+  assert r.stderr.strip().splitlines()[-1] == 'error: --image_size must be a positive integer, got 0'

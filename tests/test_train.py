@@ -106,6 +106,28 @@ def test_resume_in_another_layout_continues_the_same_run(tmp_path, straight_run,
   assert json.load(open(tmp_path / 'config.json'))['model']['scan'] == then.get('model.scan')
 
 
+def test_log_connectivity_trains_scanned(tmp_path):
+  """A pattern beyond the paper, chosen on the command line of any config: it trains, scanned."""
+  config = tiny_config(num_train_steps=3, **{'model.connectivity': 'log', 'model.scan': True})
+  final = train.train_and_evaluate(config, str(tmp_path))
+  assert final['step'] == 3 and np.isfinite(final['eval_loss'])
+  meta = json.load(open(next((tmp_path / 'checkpoints' / '3' / 'meta').glob('*'))))
+  assert meta['model']['connectivity'] == 'log' and meta['model']['path'] is None
+
+
+def test_the_optimiser_is_chosen_by_name_from_the_config(tmp_path):
+  from sparsenet_jax.training import config_validation
+  config = tiny_config(num_train_steps=2, **{'optimizer.name': 'adamw'})
+  with pytest.raises(config_validation.ConfigError, match="optax.adamw does not take"):
+    config_validation.validate(config, 4)  # SGD's momentum is not adamw's
+  config.optimizer.kwargs = {'b1': 0.9, 'b2': 0.99}
+  config_validation.validate(config, 4)
+  assert train.train_and_evaluate(config, str(tmp_path))['step'] == 2
+  config.optimizer.name = 'no_such_optimizer'
+  with pytest.raises(config_validation.ConfigError, match="optax has no optimiser 'no_such_optimizer'"):
+    config_validation.validate(config, 4)
+
+
 def _one_step(config, mesh, images, labels):
   data = datasets.load(config.dataset)
   model, tx, schedule = build(config, 10, 23, axis_name='data' if config.sync_batch_norm else None)

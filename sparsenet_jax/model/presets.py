@@ -77,7 +77,10 @@ def changed_fields(spec: ModelSpec, name: Optional[str]) -> Dict[str, object]:
   base = PRESETS.get(name) if name else None
   if base is None:
     return spec.architecture()
-  return {k: v for k, v in spec.architecture().items() if base.architecture()[k] != v}
+  changed = {k: v for k, v in spec.architecture().items() if base.architecture()[k] != v}
+  if 'path' in changed and spec.near == base.replace(path=spec.path).near:
+    changed.pop('near', None)  # the default near of the new path is no change of its own
+  return changed
 
 
 def build(name: str, **overrides):

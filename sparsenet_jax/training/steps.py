@@ -21,6 +21,8 @@ from jax.sharding import PartitionSpec as P
 from sparsenet_jax.data import augment
 from sparsenet_jax.data import datasets
 from sparsenet_jax.data import input_pipeline
+from sparsenet_jax.model import layout
+from sparsenet_jax.model import network
 
 
 @flax.struct.dataclass
@@ -42,11 +44,17 @@ def replicated(mesh) -> NamedSharding:
 
 
 def create_train_state(seed: int, model, tx, image_shape, mesh, abstract: bool = False) -> TrainState:
-  """Initialises replicated on every device of `mesh`; `abstract` gives only shapes and shardings."""
+  """Initialises replicated on every device of `mesh`; `abstract` gives only shapes and shardings.
+
+  The variables are drawn in the canonical (unrolled) layout and then moved to the model's, so a seed
+  gives the same network whatever `scan` / `scan_chunk` say.
+  """
   def init():
     rng = jax.random.key(seed)
-    variables = model.init(jax.random.fold_in(rng, 1), jnp.zeros((1, *image_shape), jnp.float32),
-                           train=False)
+    canonical = network.make(model.spec.canonical())
+    variables = canonical.init(jax.random.fold_in(rng, 1), jnp.zeros((1, *image_shape), jnp.float32),
+                               train=False)
+    variables = layout.to_scanned(model.spec, variables)
     params = variables['params']
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
