@@ -50,6 +50,7 @@ KNOWN_DATA = {'cifar10': ((32, 32, 3), 10), 'cifar100': ((32, 32, 3), 100), 'svh
 # Config fields that leave the trained model's error unchanged: not part of a group's identity.
 NEUTRAL_FIELDS = ('seed', 'log_every_steps', 'eval_every_epochs', 'checkpoint_every_epochs',
                   'keep_checkpoints', 'eval_batch_size', 'max_device_dataset_bytes', 'dataset.data_dir',
+                  'dataset.download', 'dataset.mirror',
                   'model.scan', 'model.scan_chunk', 'model.remat')
 # The model fields that are the data's, not the architecture's, or only its memory layout.
 _NOT_ARCHITECTURE = ('name', 'num_classes', 'scan', 'scan_chunk', 'remat')
