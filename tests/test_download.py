@@ -295,10 +295,15 @@ def test_an_archive_placed_by_hand_is_verified_used_and_kept(server, monkeypatch
   assert server.requests == [] and os.path.isfile(tmp_path / 'downloads' / 'cifar-10-binary.tar.gz')
 
 
-def test_an_unwritable_data_dir_is_one_line(tmp_path):
+def test_an_unwritable_data_dir_is_one_line(server, monkeypatch, tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('')
   assert 'cannot create data directory' in _error(_cfg('cifar10', blocker / 'sub'))
+  files, _, _ = _archives('cifar10')
+  serve(server, monkeypatch, 'cifar10', files)
+  (tmp_path / 'd').mkdir()
+  (tmp_path / 'd' / 'downloads').write_text('')  # a file where the downloads directory goes
+  assert 'failed (File exists)' in _error(_cfg('cifar10', tmp_path / 'd', server.url))
 
 
 # download=False and the message a machine without internet gets.

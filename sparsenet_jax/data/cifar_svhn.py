@@ -129,6 +129,9 @@ def prepare(name: str, directory: str, allow_download: bool = True, mirror: Opti
           download.verify(path, remote)  # placed by hand: kept whatever happens
       splits, class_names = _decode(name, paths)
       _write_cache(cache, splits, class_names)
+    except OSError as e:  # what the steps above do not name themselves: an unreadable file, a directory
+      raise DataError(f'preparing {name} in {directory} failed ({download.reason(e)}); nothing was '
+                      'cached') from e
     finally:
       for path, _, _ in fetched:
         if os.path.exists(path):

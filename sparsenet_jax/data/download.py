@@ -130,10 +130,10 @@ def verify(path: str, remote: Remote) -> None:
 
 def fetch(remote: Remote, url: str, path: str) -> None:
   """Downloads `url` to `path`, refusing anything but `remote`'s exact bytes; `path` appears only if so."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
   say(f'downloading {url} ({megabytes(remote.size)}) to {os.path.dirname(path)}')
   request = urllib.request.Request(url, headers={'User-Agent': 'sparsenet_jax'})
   try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response, atomic_file(path) as out:
       announced = response.headers.get('Content-Length')
       if announced is not None and announced.isdigit() and int(announced) != remote.size:
