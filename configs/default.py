@@ -42,7 +42,10 @@ def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'cifar10'
-  config.dataset.data_dir = config_dict.placeholder(str)    # downloads and prepared copies (None: default)
+  # cifar10/cifar100/svhn: None = $SPARSENET_DATA_DIR or ~/.cache/sparsenet_jax/datasets (README: Datasets)
+  config.dataset.data_dir = config_dict.placeholder(str)
+  config.dataset.download = True  # False: never fetch; say which files to put where instead
+  config.dataset.mirror = config_dict.placeholder(str)  # base URL serving the canonical files by name
   config.dataset.train_path = config_dict.placeholder(str)  # npz
   config.dataset.test_path = config_dict.placeholder(str)   # npz
   config.dataset.root = config_dict.placeholder(str)        # image_folder

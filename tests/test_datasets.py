@@ -1,23 +1,29 @@
-"""Every source on real or mocked data; every way a user's data can be wrong gives one actionable line."""
+"""Every source on real or generated data; every way a user's data can be wrong gives one actionable line.
+
+Runs on a fresh clone: fixtures are written here (numpy, Pillow, scikit-learn's digits). Only
+`test_image_folder_on_real_cifar_images` reads real CIFAR-10 files (../shared/data), and skips without them.
+CIFAR/SVHN download and caching: tests/test_download.py.
+"""
 import logging
 import os
 
+import chex
 import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
+from sklearn import datasets as sklearn_datasets
 
 from conftest import SHARED_DATA
 from sparsenet_jax.data import datasets
 
-CIFAR10_NPZ = os.path.join(SHARED_DATA, 'cifar10_train_10k.npz')
 CIFAR10_FOLDER = os.path.join(SHARED_DATA, 'cifar10_folder_mini')
 
 
 def _cfg(name, **overrides):
-  cfg = ml_collections.ConfigDict(dict(name=name, data_dir=None, train_path=None, test_path=None, root=None,
-                                       validation_size=0, augment=None))
+  cfg = ml_collections.ConfigDict(dict(name=name, data_dir=None, download=False, train_path=None,
+                                       test_path=None, root=None, validation_size=0, augment=None))
   cfg.update(overrides)
   return cfg
 
@@ -35,42 +41,50 @@ def _save_npz(path, **arrays):
   return str(path)
 
 
-# tfds sources, mocked: no download, no TensorFlow.
+# A tfds-prepared copy, mocked: no download, no TensorFlow.
+
+@pytest.fixture
+def tfds_dir(tmp_path):
+  """A data_dir where tfds copies of the three datasets appear to be (tfds.testing.mock_data serves them)."""
+  for name in ('cifar10', 'cifar100', 'svhn_cropped'):
+    os.makedirs(tmp_path / name)
+  return str(tmp_path)
+
 
 @pytest.mark.parametrize('name,num_classes,aug', [('cifar10', 10, 'cifar'), ('cifar100', 100, 'cifar'),
                                                   ('svhn', 10, 'none')])
-def test_tfds_sources(name, num_classes, aug):
+def test_tfds_sources(tfds_dir, name, num_classes, aug):
   with tfds.testing.mock_data(num_examples=6):
-    data = datasets.load(_cfg(name))
+    data = datasets.load(_cfg(name, data_dir=tfds_dir, download=False))
   train_size = 12 if name == 'svhn' else 6  # SVHN trains on train + extra
-  assert data.train.images.shape == (train_size, 32, 32, 3) and data.train.images.dtype == np.uint8
-  assert data.train.labels.shape == (train_size,) and data.train.labels.dtype == np.int32
-  assert data.test.images.shape == (6, 32, 32, 3)
+  chex.assert_shape([data.train.images, data.train.labels], [(train_size, 32, 32, 3), (train_size,)])
+  chex.assert_type([data.train.images, data.train.labels], [np.uint8, np.int32])
+  chex.assert_shape(data.test.images, (6, 32, 32, 3))
   assert data.num_classes == num_classes and len(data.class_names) == num_classes
   for split in (data.train, data.test):
     assert 0 <= split.labels.min() and split.labels.max() < num_classes
   assert data.augment == aug
 
 
-def test_tfds_statistics_follow_the_spec():
+def test_tfds_statistics_follow_the_spec(tfds_dir):
   with tfds.testing.mock_data(num_examples=2):
-    assert datasets.load(_cfg('cifar10')).mean == (125.3, 123.0, 113.9)
-    assert datasets.load(_cfg('cifar100')).std == (68.2, 65.4, 70.4)
-    svhn = datasets.load(_cfg('svhn'))
+    assert datasets.load(_cfg('cifar10', data_dir=tfds_dir)).mean == (125.3, 123.0, 113.9)
+    assert datasets.load(_cfg('cifar100', data_dir=tfds_dir)).std == (68.2, 65.4, 70.4)
+    svhn = datasets.load(_cfg('svhn', data_dir=tfds_dir))
   assert svhn.mean == (0, 0, 0) and svhn.std == (255, 255, 255)  # SVHN: divide by 255
 
 
-def test_tfds_validation_comes_from_train_plus_extra():
+def test_tfds_validation_comes_from_train_plus_extra(tfds_dir):
   with tfds.testing.mock_data(num_examples=6):
-    data = datasets.load(_cfg('svhn', validation_size=4))
+    data = datasets.load(_cfg('svhn', data_dir=tfds_dir, validation_size=4))
   assert len(data.train) == 8 and len(data.test) == 4
 
 
-def test_absent_tfds_data_names_the_directory_and_the_command(tmp_path):
-  message = _load_error(_cfg('cifar10', data_dir=str(tmp_path)))
-  assert str(tmp_path) in message
-  assert f'tfds build cifar10 --file_format=array_record --data_dir={tmp_path}' in message
-  assert 'svhn_cropped' in _load_error(_cfg('svhn', data_dir=str(tmp_path)))
+def test_absent_data_offline_names_the_directory_and_the_files(tmp_path):
+  message = _load_error(_cfg('cifar10', data_dir=str(tmp_path), download=False))
+  assert str(tmp_path / 'downloads') in message and 'cifar-10-binary.tar.gz' in message
+  assert f'launch/prepare_data.py --dataset=cifar10 --data_dir={tmp_path}' in message
+  assert 'extra_32x32.mat' in _load_error(_cfg('svhn', data_dir=str(tmp_path), download=False))
 
 
 # digits: the offline default.
@@ -90,17 +104,18 @@ def test_digits_fixed_split():
   np.testing.assert_array_equal(again.train.labels, data.train.labels)
 
 
-# npz, on real CIFAR-10 images.
+# npz, on generated CIFAR-shaped images.
 
 @pytest.fixture(scope='module')
 def cifar_npz(tmp_path_factory):
-  """1,000 train and 200 test images of every class, as (train_path, test_path, train arrays)."""
-  with np.load(CIFAR10_NPZ) as arrays:
-    images, labels = arrays['image'], arrays['label']
+  """1,000 train and 200 test 32x32 RGB images of 10 classes, as (train_path, test_path, train arrays)."""
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (1200, 32, 32, 3), dtype=np.uint8)
+  labels = np.arange(1200) % 10
   root = tmp_path_factory.mktemp('npz')
-  train = _save_npz(root / 'train.npz', image=images[::10], label=labels[::10])
-  test = _save_npz(root / 'test.npz', image=images[5::50], label=labels[5::50])
-  return train, test, images[::10], labels[::10]
+  train = _save_npz(root / 'train.npz', image=images[:1000], label=labels[:1000])
+  test = _save_npz(root / 'test.npz', image=images[1000:], label=labels[1000:])
+  return train, test, images[:1000], labels[:1000]
 
 
 def test_npz(cifar_npz):
@@ -225,6 +240,8 @@ def test_validation_size_out_of_range(tmp_path, size, fragment):
 # image_folder.
 
 def test_image_folder_on_real_cifar_images():
+  if not os.path.isdir(CIFAR10_FOLDER):
+    pytest.skip(f'needs the real CIFAR-10 images in {CIFAR10_FOLDER} (absent on a fresh clone)')
   data = datasets.load(_cfg('image_folder', root=CIFAR10_FOLDER))
   assert data.class_names == ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
                               'ship', 'truck')
@@ -236,6 +253,40 @@ def test_image_folder_on_real_cifar_images():
   with Image.open(os.path.join(CIFAR10_FOLDER, 'train', 'bird', sorted(
       os.listdir(os.path.join(CIFAR10_FOLDER, 'train', 'bird')))[0])) as first_bird:
     np.testing.assert_array_equal(data.train.images[40], np.asarray(first_bird.convert('RGB')))
+
+
+def _digits_folder(root, fmt, per_class=(6, 3)):
+  """scikit-learn's digits written as root/<split>/<digit>/<i>.<fmt>, 32x32 RGB; the arrays written."""
+  digits = sklearn_datasets.load_digits()
+  gray = np.round(digits.images * (255 / 16)).astype(np.uint8)
+  written = {}
+  start = 0
+  for split, count in zip(('train', 'test'), per_class):
+    images, labels = [], []
+    for digit in range(10):
+      os.makedirs(root / split / str(digit))
+      for i, index in enumerate(np.flatnonzero(digits.target == digit)[start:start + count]):
+        rgb = np.repeat(np.kron(gray[index], np.ones((4, 4), np.uint8))[..., None], 3, axis=-1)
+        rgb[..., 0] = 255 - rgb[..., 0]  # channels differ, so a channel mix-up shows
+        path = root / split / str(digit) / f'{i:02d}.{fmt}'
+        Image.fromarray(rgb).save(path, **({'quality': 95} if fmt == 'jpg' else {}))
+        with Image.open(path) as decoded:
+          images.append(np.asarray(decoded.convert('RGB')))
+        labels.append(digit)
+    written[split] = (np.stack(images), np.asarray(labels))
+    start += count
+  return str(root), written
+
+
+@pytest.mark.parametrize('fmt', ['png', 'jpg'])
+def test_image_folder_on_written_digit_images(tmp_path, fmt):
+  root, written = _digits_folder(tmp_path, fmt)
+  data = datasets.load(_cfg('image_folder', root=root))
+  assert data.class_names == tuple('0123456789') and data.num_classes == 10
+  chex.assert_trees_all_equal((data.train.images, data.train.labels), written['train'])
+  chex.assert_trees_all_equal((data.test.images, data.test.labels), written['test'])
+  assert data.augment == 'cifar'  # 32x32x3: CIFAR-like
+  np.testing.assert_allclose(data.mean, written['train'][0].mean(axis=(0, 1, 2)))
 
 
 def _folder(root, layout, size=(6, 5)):

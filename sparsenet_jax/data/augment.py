@@ -1,4 +1,4 @@
-"""Preprocessing as pure JAX functions, so it runs on the accelerator inside the jitted step (SPEC section 4).
+"""Preprocessing as pure JAX functions, so it runs on the accelerator inside the jitted step (docs/model.md section 4).
 
 Images stay uint8 on the device (4x less memory and transfer than float32); each batch is normalised and,
 when training with `augment='cifar'`, padded, cropped and flipped per example with static shapes.

@@ -4,13 +4,10 @@ Every source ends as the same `Dataset`: uint8 NHWC images, int32 labels, and th
 and augmentation that `augment.preprocess` applies on the accelerator. Decoding happens once, here, so
 the training loop only ever slices arrays.
 
-Sources:
-- `cifar10`, `cifar100`, `svhn`: tensorflow-datasets ArrayRecord files read with `tfds.data_source`,
-  which needs no TensorFlow. Preparing them once does: the tfds builders and the `tfds` command import
-  TensorFlow. On a machine with internet, once:
-    pip install tensorflow
-    tfds build cifar10 --file_format=array_record --data_dir=DIR   # likewise cifar100, svhn_cropped
-  then train with `--config.dataset.data_dir=DIR` (None = tfds's default, ~/tensorflow_datasets).
+Sources (the registry `_REGISTRY` at the end of this file: a new dataset is one entry and its loader):
+- `cifar10`, `cifar100`, `svhn`: downloaded, verified and cached on first use by `cifar_svhn` (the
+  archives tensorflow-datasets uses, decoded without TensorFlow), under `data_dir` (default
+  $SPARSENET_DATA_DIR or ~/.cache/sparsenet_jax/datasets); a tfds-prepared copy is read where one exists.
   SVHN trains on train + extra (604,388 images) and tests on test, as in the paper.
 - `digits`: scikit-learn's bundled 8x8 digits, real data with no download.
 - `npz`: arrays `image` (uint8, N x H x W x C) and `label` (int) per split.
@@ -19,51 +16,28 @@ Sources:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import zipfile
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
 from PIL import Image
 from sklearn import datasets as sklearn_datasets
 
+from sparsenet_jax.data import cifar_svhn
 from sparsenet_jax.data.augment import AUGMENTATIONS
+from sparsenet_jax.data.base import DataError, Loaded, Split
 
-SOURCES = ('cifar10', 'cifar100', 'svhn', 'digits', 'npz', 'image_folder')
+__all__ = ['DataError', 'Dataset', 'SOURCES', 'Split', 'load']
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 
 # Fixed, unlike the run seed, so every run of a sweep validates on the same held-out images.
 VALIDATION_SEED = 20180414
 DIGITS_SEED = 0
 DIGITS_TEST_SIZE = 297
-
-# tfds name, train splits, test split.
-_TFDS = {
-    'cifar10': ('cifar10', ('train',), 'test'),
-    'cifar100': ('cifar100', ('train',), 'test'),
-    'svhn': ('svhn_cropped', ('train', 'extra'), 'test'),
-}
-# SPEC section 4: the authors' CIFAR constants; SVHN is only divided by 255.
-_FIXED_STATS = {
-    'cifar10': ((125.3, 123.0, 113.9), (63.3, 62.1, 66.7)),
-    'cifar100': ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
-    'svhn': ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),
-}
-_DEFAULT_AUGMENT = {'cifar10': 'cifar', 'cifar100': 'cifar', 'svhn': 'none', 'digits': 'none'}
-
-
-class DataError(ValueError):
-  """Bad or missing data; the message is one line a user can act on."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-  images: np.ndarray  # uint8, (N, H, W, C)
-  labels: np.ndarray  # int32, (N,)
-
-  def __len__(self) -> int:
-    return len(self.labels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,21 +52,21 @@ class Dataset:
   augment: str  # 'cifar' (pad 4 + random crop + flip) or 'none'
 
 
-class _Loaded(NamedTuple):
-  train: Split
-  test: Optional[Split]  # None when a validation split replaces it
-  num_classes: int
-  class_names: Optional[Tuple[str, ...]]
+class Source(NamedTuple):
+  """One registered dataset."""
+  loader: Callable[[Any, bool], Loaded]  # (config.dataset, need_test) -> Loaded
+  stats: Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]] = None  # None: the training set's own
+  augment: Optional[str] = None  # None: 'cifar' for 32x32 RGB images, else 'none'
 
 
 def load(cfg) -> Dataset:
   """The dataset `cfg` names, with its test (or validation) split, statistics and augmentation.
 
-  `cfg` has `name`, `data_dir`, `train_path`, `test_path`, `root`, `validation_size` and `augment`
-  (None = the dataset's default); `npz` also reads an optional `num_classes`.
+  `cfg` has `name`, `data_dir`, `download`, `mirror`, `train_path`, `test_path`, `root`, `validation_size`
+  and `augment` (None = the dataset's default); `npz` also reads an optional `num_classes`.
   """
   name = cfg.name
-  if name not in SOURCES:
+  if name not in _REGISTRY:
     raise DataError(f'unknown dataset {name!r}; choose one of {", ".join(SOURCES)}')
   augment = getattr(cfg, 'augment', None)
   if augment is not None and augment not in AUGMENTATIONS:
@@ -100,24 +74,16 @@ def load(cfg) -> Dataset:
   validation_size = getattr(cfg, 'validation_size', None) or 0
   if validation_size < 0:
     raise DataError(f'validation_size must be >= 0, got {validation_size}')
-  need_test = validation_size == 0
 
-  if name in _TFDS:
-    loaded = _load_tfds(name, getattr(cfg, 'data_dir', None), need_test)
-  elif name == 'digits':
-    loaded = _load_digits()
-  elif name == 'npz':
-    loaded = _load_npz(cfg, need_test)
-  else:
-    loaded = _load_image_folder(getattr(cfg, 'root', None), need_test)
-
+  source = _REGISTRY[name]
+  loaded = source.loader(cfg, validation_size == 0)
   train, test = loaded.train, loaded.test
   if validation_size:
     train, test = _carve_validation(train, validation_size)
-  mean, std = _FIXED_STATS.get(name) or _channel_stats(train.images)
+  mean, std = source.stats or _channel_stats(train.images)
   if augment is None:
     # Unknown data gets CIFAR's augmentation only when it has CIFAR's shape.
-    augment = _DEFAULT_AUGMENT.get(name) or ('cifar' if train.images.shape[1:] == (32, 32, 3) else 'none')
+    augment = source.augment or ('cifar' if train.images.shape[1:] == (32, 32, 3) else 'none')
   return Dataset(name=name, train=train, test=test, num_classes=loaded.num_classes,
                  class_names=loaded.class_names, mean=mean, std=std, augment=augment)
 
@@ -148,50 +114,18 @@ def _channel_stats(images: np.ndarray, chunk: int = 4096) -> Tuple[Tuple[float, 
   return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
-def _load_tfds(name: str, data_dir: Optional[str], need_test: bool) -> _Loaded:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (only these datasets need it)
-  tfds_name, train_splits, test_split = _TFDS[name]
-  splits = list(train_splits) + ([test_split] if need_test else [])
-  try:
-    sources = tfds.data_source(tfds_name, split=splits, data_dir=data_dir, download=False)
-  except (KeyError, NotImplementedError, ValueError, tfds.core.DatasetNotFoundError) as e:
-    root = data_dir or tfds.core.constants.get_default_data_dir()
-    raise DataError(
-        f'{tfds_name} is not prepared as ArrayRecord in {os.path.join(root, tfds_name)}; with internet, '
-        f'run once: pip install tensorflow && tfds build {tfds_name} --file_format=array_record '
-        f'--data_dir={root} (or train offline with dataset.name=digits, npz or image_folder)') from e
-  label = sources[0].dataset_info.features['label']
-  return _Loaded(train=_read_sources(sources[:len(train_splits)]),
-                 test=_read_sources(sources[len(train_splits):]) if need_test else None,
-                 num_classes=label.num_classes, class_names=tuple(label.names))
-
-
-def _read_sources(sources: Sequence) -> Split:
-  """Decodes every example of `sources` into one preallocated array (SVHN train + extra is 1.9 GB)."""
-  total = sum(len(source) for source in sources)
-  images = np.empty((total, *sources[0][0]['image'].shape), np.uint8)
-  labels = np.empty((total,), np.int32)
-  i = 0
-  for source in sources:
-    logging.info('decoding %d examples of %s', len(source), source)
-    for example in source:
-      images[i] = example['image']
-      labels[i] = example['label']
-      i += 1
-  return Split(images, labels)
-
-
-def _load_digits() -> _Loaded:
+def _load_digits(cfg, need_test: bool) -> Loaded:
+  del cfg, need_test  # fixed split
   digits = sklearn_datasets.load_digits()
   images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]  # 0..16 -> 0..255
   labels = digits.target.astype(np.int32)
   order = np.random.default_rng(DIGITS_SEED).permutation(len(labels))
   train, test = np.sort(order[DIGITS_TEST_SIZE:]), np.sort(order[:DIGITS_TEST_SIZE])
-  return _Loaded(train=Split(images[train], labels[train]), test=Split(images[test], labels[test]),
-                 num_classes=10, class_names=tuple(str(d) for d in range(10)))
+  return Loaded(train=Split(images[train], labels[train]), test=Split(images[test], labels[test]),
+                num_classes=10, class_names=tuple(str(d) for d in range(10)))
 
 
-def _load_npz(cfg, need_test: bool) -> _Loaded:
+def _load_npz(cfg, need_test: bool) -> Loaded:
   train_path = getattr(cfg, 'train_path', None)
   test_path = getattr(cfg, 'test_path', None)
   if not train_path:
@@ -209,7 +143,7 @@ def _load_npz(cfg, need_test: bool) -> _Loaded:
       raise DataError(f'{test_path} has images of shape {images.shape[1:]}, '
                       f'but {train_path} has {train.images.shape[1:]}')
     test = _checked_split(images, labels, num_classes, test_path)
-  return _Loaded(train=train, test=test, num_classes=num_classes, class_names=None)
+  return Loaded(train=train, test=test, num_classes=num_classes, class_names=None)
 
 
 def _read_npz(path: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -257,7 +191,8 @@ def _checked_split(images: np.ndarray, labels: np.ndarray, num_classes: int, pat
   return Split(images, labels.astype(np.int32))
 
 
-def _load_image_folder(root: Optional[str], need_test: bool) -> _Loaded:
+def _load_image_folder(cfg, need_test: bool) -> Loaded:
+  root = getattr(cfg, 'root', None)
   if not root or not os.path.isdir(root):
     raise DataError(f'image folder not found: {root} (expected ROOT/train/<class>/*.png|jpg)')
   classes = _class_dirs(os.path.join(root, 'train'))
@@ -275,7 +210,7 @@ def _load_image_folder(root: Optional[str], need_test: bool) -> _Loaded:
     test = _read_folder(test_dir, classes, train.images.shape[1:], skipped)
   if skipped:
     logging.warning('skipped %d unreadable files under %s, e.g. %s', len(skipped), root, skipped[0])
-  return _Loaded(train=train, test=test, num_classes=len(classes), class_names=tuple(classes))
+  return Loaded(train=train, test=test, num_classes=len(classes), class_names=tuple(classes))
 
 
 def _class_dirs(split_dir: str) -> list:
@@ -315,3 +250,19 @@ def _read_folder(split_dir: str, classes: Sequence[str], shape: Optional[tuple],
     if len(images) == before:
       raise DataError(f'no readable .png/.jpg/.jpeg images in class folder {class_dir}')
   return Split(np.stack(images), np.asarray(labels, np.int32))
+
+
+# The registry: dataset name -> loader, fixed statistics, default augmentation. docs/model.md section 4: the authors'
+# CIFAR constants; SVHN is only divided by 255.
+_REGISTRY = {
+    'cifar10': Source(functools.partial(cifar_svhn.load, 'cifar10'),
+                      ((125.3, 123.0, 113.9), (63.3, 62.1, 66.7)), 'cifar'),
+    'cifar100': Source(functools.partial(cifar_svhn.load, 'cifar100'),
+                       ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)), 'cifar'),
+    'svhn': Source(functools.partial(cifar_svhn.load, 'svhn'), ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),
+                   'none'),
+    'digits': Source(_load_digits, augment='none'),
+    'npz': Source(_load_npz),
+    'image_folder': Source(_load_image_folder),
+}
+SOURCES = tuple(_REGISTRY)

@@ -1,0 +1,64 @@
+r"""Download, verify and cache CIFAR-10, CIFAR-100 or SVHN ahead of training (a login node before sbatch).
+
+  python launch/prepare_data.py --dataset=cifar100
+  python launch/prepare_data.py --dataset=svhn --data_dir=/shared/datasets
+  python launch/prepare_data.py --dataset=cifar10 --mirror=https://cluster.example/datasets/
+
+Training does the same on first use; this only does it earlier. Prints what it fetched, the sizes and
+where the arrays went. Bad arguments or data: one line on stderr, exit 2.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from sparsenet_jax.data import cifar_svhn
+from sparsenet_jax.data import download
+from sparsenet_jax.data.base import DataError
+
+DATASETS = tuple(cifar_svhn.ARCHIVES)
+
+flags.DEFINE_enum('dataset', None, DATASETS, 'The dataset to prepare.')
+flags.DEFINE_string('data_dir', None, 'Where the arrays go (config.dataset.data_dir); default '
+                    f'${download.DATA_DIR_ENV} or {download.DEFAULT_DATA_DIR}.')
+flags.DEFINE_string('mirror', None, 'A base URL serving the canonical files under their own names '
+                    '(config.dataset.mirror); checksums stay the canonical ones.')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    print(f'error: unexpected arguments: {" ".join(argv[1:])}', file=sys.stderr)
+    sys.exit(2)
+  directory = download.data_dir(FLAGS.data_dir)
+  try:
+    prepared = cifar_svhn.prepare(FLAGS.dataset, directory, allow_download=True, mirror=FLAGS.mirror)
+  except DataError as e:
+    print(f'data error: {e}', file=sys.stderr)
+    sys.exit(2)
+  size = download.megabytes(os.path.getsize(prepared.cache))
+  if not prepared.created:
+    print(f'{FLAGS.dataset}: already prepared in {prepared.cache} ({size}); nothing fetched')
+    return
+  for url, nbytes in prepared.fetched:
+    print(f'fetched {url} ({download.megabytes(nbytes)}, sha256 verified)')
+  counts = ', '.join(f'{n:,} {split}' for split, n in prepared.examples.items())
+  kept = '; the downloaded archives were deleted' if prepared.fetched else ''
+  print(f'{FLAGS.dataset}: {counts} images -> {prepared.cache} ({size}){kept}')
+
+
+def parse_flags(argv):
+  """absl's parsing, but a bad or missing flag is one line and exit 2, not a usage dump."""
+  try:
+    rest = FLAGS(argv)
+    if FLAGS.dataset is None:
+      raise flags.Error(f'--dataset is required: one of {", ".join(DATASETS)}')
+    return rest
+  except flags.Error as e:
+    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)
