@@ -44,7 +44,7 @@ def _params(workdir):
   config.model.growth_rate, config.model.blocks, config.model.path = 4, (2, 3), 2
   model, tx, _ = build(config, 10, 23)
   mesh = steps.make_mesh()
-  state, _ = checkpoints.restore(
+  state, _, _ = checkpoints.restore(
       checkpoints.manager(str(workdir), read_only=True),
       lambda s: steps.create_train_state(0, network.make(s), tx, (8, 8, 1), mesh, abstract=True),
       model.spec, (8, 8, 1), mesh)

@@ -49,7 +49,7 @@ def params_of(workdir, config):
   model, tx, _ = build(config, data.num_classes, len(data.train) // config.batch_size)
   shape = data.train.images.shape[1:]
   mgr = checkpoints.manager(str(workdir), read_only=True)
-  state, _ = checkpoints.restore(
+  state, _, _ = checkpoints.restore(
       mgr, lambda s: steps.create_train_state(0, network.make(s), tx, shape, mesh, abstract=True),
       model.spec, shape, mesh)
   return state

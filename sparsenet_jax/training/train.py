@@ -112,7 +112,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   # Checkpoints and metrics.
   mgr = checkpoints.manager(workdir, config.keep_checkpoints)
   if mgr.latest_step() is not None:
-    state, _ = checkpoints.restore(mgr, abstract_state, spec, image_shape, mesh)
+    state, _, failed = checkpoints.restore(mgr, abstract_state, spec, image_shape, mesh)
+    checkpoints.set_aside(mgr, workdir, failed)  # never trained on, overwritten or rotated into
   else:
     state = steps.create_train_state(config.seed, model, tx, image_shape, mesh)
   if jax.process_index() == 0:
