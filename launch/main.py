@@ -23,6 +23,8 @@ config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs
 flags.DEFINE_string('workdir', None, 'Checkpoints, metrics.jsonl, TensorBoard events and config.json.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes if possible) or eval the latest '
                   'checkpoint on the configured test split.')
+flags.DEFINE_bool('extend', False, 'Train a finished run further: needed when a finished workdir is '
+                  'started again with a longer num_epochs / num_train_steps.')
 flags.DEFINE_string('compilation_cache', os.path.expanduser('~/.cache/sparsenet_jax/xla'),
                     'Persistent XLA compilation cache directory ("" disables it).')
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0. Without it, JAX '
@@ -63,11 +65,13 @@ def main(argv):
   from sparsenet_jax.training import checkpoints
   from sparsenet_jax.training import config_validation
   from sparsenet_jax.data import datasets
+  from sparsenet_jax.training import record
   from sparsenet_jax.training import train
 
   # Expected failures: one line on stderr and an exit code a scheduler can act on; nothing is deleted.
   failures = (
       (config_validation.ConfigError, 'config error', 2),
+      (record.DriftError, 'config error', 2),
       (datasets.DataError, 'data error', 2),
       (train.WorkdirError, 'workdir error', 2),
       (checkpoints.CheckpointError, 'checkpoint error', 3),
@@ -81,7 +85,7 @@ def main(argv):
     if FLAGS.mode == 'eval':
       print(json.dumps(train.evaluate(config, FLAGS.workdir)))
     else:
-      train.train_and_evaluate(config, FLAGS.workdir)
+      train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend)
   except tuple(kind for kind, _, _ in failures) as e:
     label, code = next((label, code) for kind, label, code in failures if isinstance(e, kind))
     print(f'{label}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}',

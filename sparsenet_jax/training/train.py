@@ -7,7 +7,9 @@ jitted, `shard_map`-ed train and eval steps), `checkpoints` (Orbax, canonical la
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import time
 from typing import Any, Dict
@@ -79,8 +81,37 @@ def check_workdir(workdir: str) -> None:
     raise WorkdirError(f'cannot write to workdir {workdir}: {e.strerror or e}') from None
 
 
-def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
-  """Trains per `config`, resuming from the latest checkpoint in `workdir`; returns the final eval row."""
+def train_and_evaluate(config, workdir: str, extend: bool = False) -> Dict[str, Any]:
+  """Trains per `config`, resuming from the latest checkpoint in `workdir`; returns the final eval row.
+
+  A resume may change only the fields `record.RESUMABLE` names (a finished run is trained further only
+  with `extend`); others raise record.DriftError before anything is written. A run that fails before it
+  recorded anything removes the workdir it created, so no empty workdir is left behind.
+  """
+  changes = record.check_resume(workdir, json.loads(config.to_json_best_effort()), extend)
+  if record.status(workdir) == 'done' and not changes:
+    final = record.final_row(workdir)
+    metrics_lib.Progress(0, 0).message(f'already finished: step {final["step"]}, eval_accuracy '
+                                       f'{final["eval_accuracy"]:.4f} (--extend with a longer num_epochs '
+                                       'trains it further)')
+    return final
+  created = not os.path.exists(workdir)
+  try:
+    return _train(config, workdir, changes)
+  except BaseException:
+    if _nothing_recorded(workdir, created):
+      shutil.rmtree(workdir, ignore_errors=True)
+    raise
+
+
+def _nothing_recorded(workdir: str, created: bool) -> bool:
+  """This process created `workdir` and no step was recorded in it (no metrics row, no checkpoint)."""
+  d = os.path.join(workdir, record.CHECKPOINTS)
+  return (created and jax.process_index() == 0 and os.path.isdir(workdir) and not record.raw_rows(workdir)
+          and (not os.path.isdir(d) or not any(n.isdigit() for n in os.listdir(d))))
+
+
+def _train(config, workdir: str, changes) -> Dict[str, Any]:
   check_workdir(workdir)
   # Config and data.
   data = datasets.load(config.dataset)
@@ -116,10 +147,14 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
     checkpoints.set_aside(mgr, workdir, failed)  # never trained on, overwritten or rotated into
   else:
     state = steps.create_train_state(config.seed, model, tx, image_shape, mesh)
+  start_step = int(state.step)
+  if start_step > total_steps:
+    raise record.DriftError(f'{workdir} holds a checkpoint at step {start_step}, past the {total_steps} steps '
+                            'this config gives; use another --workdir or a longer num_epochs')
   if jax.process_index() == 0:
     record.write_config(workdir, config.to_json_best_effort(indent=2, sort_keys=True))
+    record.append_start(workdir, start_step, changes)
   writer = metrics_lib.MetricWriter(workdir)
-  start_step = int(state.step)
   progress = metrics_lib.Progress(total_steps, start_step)
   if start_step:
     progress.message(f'resumed from step {start_step} in {workdir}')
@@ -172,11 +207,16 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
       idx = input_pipeline.train_batch_indices(config.seed, step, steps_per_epoch, config.batch_size,
                                                len(data.train.labels))
       images, labels = feeder.batch(idx)
+      if step == start_step:
+        progress.message('compiling the train step ...', end='')
+        compile_start = time.time()
       state, step_metrics = train_step(state, images, labels)
       window.append(step_metrics)
       step += 1
-      if step == start_step + 1:  # the first step includes compilation: keep it out of img/s
+      if step == start_step + 1:  # the first step includes compilation: keep it out of img/s and the ETA
         jax.block_until_ready(step_metrics)
+        progress.message(f' {time.time() - compile_start:.1f} s')
+        progress.restart(step)
         window_start, untimed = time.time(), len(window)
       epoch_end = step % steps_per_epoch == 0
       epoch = step // steps_per_epoch
