@@ -11,10 +11,11 @@ import json
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from sparsenet_jax import cli
 
 
 FLAGS = flags.FLAGS
@@ -32,6 +33,8 @@ flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of proce
 flags.DEFINE_integer('num_processes', None, 'Multi-host: how many processes train together.')
 flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0 .. num_processes - 1.')
 flags.mark_flags_as_required(['config', 'workdir'])
+cli.positive('num_processes')
+cli.non_negative('process_id')
 
 
 def _cluster_detected() -> bool:
@@ -54,8 +57,7 @@ def initialize_distributed(jax) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  del argv
   import jax  # after absl has parsed flags, so XLA_FLAGS set by callers apply
   if FLAGS.compilation_cache:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache)
@@ -83,7 +85,7 @@ def main(argv):
   try:
     config_validation.validate(config, jax.device_count())
     if FLAGS.mode == 'eval':
-      print(json.dumps(train.evaluate(config, FLAGS.workdir)))
+      train.evaluate(config, FLAGS.workdir, show=lambda row: print(json.dumps(row), flush=True))
     else:
       train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend)
   except tuple(kind for kind, _, _ in failures) as e:
@@ -93,32 +95,5 @@ def main(argv):
     sys.exit(code)
 
 
-def _one_line(text: str) -> str:
-  """The informative line of a possibly multi-line error (config_flags wraps the cause in a traceback)."""
-  lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
-  causes = [l for l in lines if 'Error:' in l and not l.startswith('File ')]
-  return (causes[-1] if causes else lines[0]) if lines else text
-
-
-def parse_flags(argv):
-  """absl's parsing, but a bad flag or config override is one line and exit 2, not a traceback."""
-  for a in argv:
-    if a.startswith('--config=') and not os.path.isfile(a[len('--config='):].split(':')[0]):
-      print(f'config error: config file {a[len("--config="):].split(":")[0]} not found', file=sys.stderr)
-      sys.exit(2)
-  try:
-    rest = FLAGS(argv)
-    FLAGS.config.get('model')  # config_flags defers load errors (a missing file) to first access
-    return rest
-  except (AttributeError, KeyError) as e:  # an override of a field the config does not have
-    key = str(e).strip('\'" ')
-    culprit = next((a for a in argv if a.startswith('--config.') and key in a), None)
-    message = f'unknown config field {key!r}' + (f' in {culprit}' if culprit else '')
-  except Exception as e:  # flags.Error, and whatever a config file raises
-    message = _one_line(str(e)) if isinstance(e, flags.Error) else f'{type(e).__name__}: {_one_line(str(e))}'
-  print(f'config error: {message}', file=sys.stderr)
-  sys.exit(2)
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, config_flag='config')

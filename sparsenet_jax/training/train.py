@@ -247,8 +247,10 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   return final
 
 
-def evaluate(config, workdir: str) -> Dict[str, Any]:
-  """Restores the latest checkpoint in `workdir` and evaluates it on the configured test split.
+def evaluate(config, workdir: str, show=None) -> Dict[str, Any]:
+  """Restores the latest checkpoint in `workdir` that verifies and evaluates it on the configured test
+  split; `show(row)` is called before the row is appended to metrics.jsonl, so a workdir that cannot be
+  written still shows the result (then WorkdirError says the record failed).
 
   The model is the checkpoint's (the config's architecture must agree; its layout may differ), and
   normalisation uses the statistics of the data it was trained on, saved with the checkpoint, so another
@@ -273,7 +275,13 @@ def evaluate(config, workdir: str) -> Dict[str, Any]:
   eval_step = steps.make_eval_step(model, mesh, meta['mean'], meta['std'])
   row = {'step': meta['step'], 'epoch': meta['step'] / meta['steps_per_epoch'], 'mode': 'eval',
          **steps.evaluate_split(eval_step, variables, data.test, mesh, eval_batch)}
-  writer = metrics_lib.MetricWriter(workdir, tensorboard=False)
-  writer.write(row)
-  writer.close()
+  if show is not None:
+    show(row)
+  try:
+    writer = metrics_lib.MetricWriter(workdir, tensorboard=False)
+    writer.write(row)
+    writer.close()
+  except OSError as e:
+    raise WorkdirError(f'the result was not recorded in {record.metrics_path(workdir)}: '
+                       f'{e.strerror or e}') from None
   return row
