@@ -15,6 +15,7 @@ import time
 from typing import Any, Dict
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from sparsenet_jax.data import datasets
@@ -46,14 +47,21 @@ class PreemptedError(RuntimeError):
 
 
 class _StopSignal:
-  """Remembers SIGTERM/SIGINT so the loop can finish its step and save before exiting."""
+  """Remembers SIGTERM/SIGINT so the loop can finish its step and save before exiting.
+
+  With several processes, a signal to one of them must stop all of them at the same step: SIGTERM is
+  left to JAX's preemption service (`jax.distributed.initialize` installs its notifier), which tells
+  every process and agrees on the step `agreed(step)` then reports; SIGINT is turned into SIGTERM to
+  this process so that it takes the same path.
+  """
 
   def __init__(self):
     self.received = None
     self._previous = {}
+    self._multi = jax.process_count() > 1
 
   def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGINT,) if self._multi else (signal.SIGTERM, signal.SIGINT):
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
       except ValueError:  # not the main thread: leave signals alone
@@ -62,7 +70,16 @@ class _StopSignal:
 
   def _handle(self, signum, frame):
     del frame
-    self.received = signal.Signals(signum).name
+    if self._multi:
+      os.kill(os.getpid(), signal.SIGTERM)  # to JAX's preemption notifier
+    else:
+      self.received = signal.Signals(signum).name
+
+  def agreed(self, step: int) -> None:
+    """Every process calls this after each step: with several processes, `received` is set on all of
+    them at the same step once any of them got SIGTERM (or SIGINT)."""
+    if self._multi and not self.received and multihost_utils.reached_preemption_sync_point(step):
+      self.received = 'preemption notice (SIGTERM to one of the processes)'
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -213,6 +230,7 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
       state, step_metrics = train_step(state, images, labels)
       window.append(step_metrics)
       step += 1
+      stop.agreed(step)
       if step == start_step + 1:  # the first step includes compilation: keep it out of img/s and the ETA
         jax.block_until_ready(step_metrics)
         progress.message(f' {time.time() - compile_start:.1f} s')
