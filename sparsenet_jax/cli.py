@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import logging
 import os
+import re
 import sys
 from typing import Callable, List, Optional, Sequence
 
@@ -44,7 +45,7 @@ def _check(name: str, ok: Callable[[object], bool], what: str) -> None:
 def positive(*names: str) -> None:
   """Integer flags (or list flags of integers) that must be > 0 when given."""
   for name in names:
-    listed = FLAGS[name].flag_type() == 'list'
+    listed = 'list' in FLAGS[name].flag_type()
     _check(name, lambda v: all(_int(x) > 0 for x in (v if isinstance(v, list) else [v])),
            'positive integers, comma-separated' if listed else 'a positive integer')
 
@@ -97,6 +98,9 @@ def parse(argv: List[str], positional: bool = False, config_flag: Optional[str] 
       FLAGS[config_flag].value.get('model')  # config_flags defers load errors to first access
   except flags.Error as e:
     text = one_line(str(e))
+    missing = re.search(r'Flag --(\w+) must have a value other than None', text)
+    if missing:
+      usage_error(f'--{missing.group(1)} is required')
     if isinstance(e, flags.UnrecognizedFlagError) and not (config_flag and e.args and f"'{config_flag}." in str(e)):
       usage_error(text)
     cause = e

@@ -59,7 +59,10 @@ def test_flipped_byte_is_detected_and_the_previous_checkpoint_is_used(trained, t
   assert f'"step": {previous}' in r.stdout
   assert checkpoint_steps(workdir)[-1] == last  # inference deletes and moves nothing
 
-  r = run(*TINY, f'--workdir={workdir}', '--extend')  # training: checkpoints.restore, the same check
+  metrics = os.path.join(workdir, 'metrics.jsonl')  # as if killed before its final evaluation: unfinished
+  rows = [l for l in open(metrics) if '"final": true' not in l]
+  open(metrics, 'w').writelines(rows)
+  r = run(*TINY, f'--workdir={workdir}')  # training: checkpoints.restore, the same check
   assert r.returncode == 0, r.stderr[-2000:]
   assert sum(l.startswith(WARNING) for l in r.stderr.splitlines()) == 1
   assert f'resumed from step {previous}' in r.stderr
@@ -74,9 +77,11 @@ def test_no_checkpoint_verifies_is_one_line_exit_3_and_nothing_deleted(trained, 
   steps = checkpoint_steps(workdir)
   for step in steps:
     truncate(workdir, step)
+  metrics = os.path.join(workdir, 'metrics.jsonl')  # unfinished, so that training restores
+  open(metrics, 'w').writelines([l for l in open(metrics) if '"final": true' not in l])
   listing = sorted(glob.glob(os.path.join(workdir, '**'), recursive=True))
   for mode in ('eval', 'train'):
-    r = run(*TINY, f'--workdir={workdir}', f'--mode={mode}', '--extend' if mode == 'train' else '--extend=false')
+    r = run(*TINY, f'--workdir={workdir}', f'--mode={mode}')
     assert r.returncode == 3, r.stderr[-2000:]
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith(f'checkpoint error: no checkpoint in {workdir}/checkpoints '

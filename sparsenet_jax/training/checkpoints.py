@@ -59,26 +59,29 @@ def first_line(e: Exception) -> str:
 
 class _DropClosedLoopTracebacks:
   """sys.stderr, less the 'RuntimeError: Event loop is closed' tracebacks TensorStore prints (through
-  sys.stderr, from its own threads) when Orbax has closed its event loop after a failed read while
-  other reads were still in flight. Everything else passes through unchanged."""
+  sys.stderr, a fragment per write, from several threads at once) when Orbax has closed its event loop
+  after a failed read while other reads were still in flight. Other output passes through."""
+
+  FRAGMENTS = ('    ', 'self._check_closed()', "raise RuntimeError('Event loop is closed')", 'RuntimeError', ': ')
 
   def __init__(self, stream):
-    self.stream, self.pending = stream, []
+    self.stream, self.open, self.newline = stream, 0, False
 
   def write(self, text):
-    if not self.pending:
-      if text.startswith('Traceback (most recent call last):'):
-        self.pending = [text]
+    if text.startswith('Traceback (most recent call last)'):
+      self.open += 1
+      return len(text)
+    if self.open or self.newline:
+      if text == 'Event loop is closed':
+        self.open, self.newline = max(0, self.open - 1), True
         return len(text)
-      return self.stream.write(text)
-    self.pending.append(text)
-    joined = ''.join(self.pending)
-    if 'call_soon_threadsafe' not in joined and '_check_closed' not in joined and len(self.pending) > 1:
-      self.pending = []
-      self.stream.write(joined)  # another traceback: shown as it was
-    elif joined.count('Traceback (most recent call last)') <= joined.count('Event loop is closed\n'):
-      self.pending = []
-    return len(text)
+      if text == '\n' or text in self.FRAGMENTS or ('asyncio' in text and text.lstrip().startswith('File ')):
+        self.newline = self.newline and text != '\n'
+        return len(text)
+      if text.lstrip().startswith('File '):  # another traceback: shown whole
+        self.stream.write('Traceback (most recent call last):\n')
+      self.open, self.newline = 0, False
+    return self.stream.write(text)
 
   def flush(self):
     self.stream.flush()
@@ -88,9 +91,9 @@ class _DropClosedLoopTracebacks:
 
 
 def quiet_closed_loop() -> None:
-  """Called when an Orbax read fails: the failure is reported in one line, so the closed-loop tracebacks
-  of the reads still in flight (which arrive for a while after) and asyncio's 'Task exception was never
-  retrieved' log lines are dropped from then on."""
+  """A failed Orbax read is reported in one line, so the closed-loop tracebacks of the reads still in
+  flight (which arrive for a while after) and asyncio's 'Task exception was never retrieved' log lines
+  are dropped from the first restore on."""
   import logging
   logging.getLogger('asyncio').setLevel(logging.CRITICAL)
   if not isinstance(sys.stderr, _DropClosedLoopTracebacks):
@@ -140,6 +143,7 @@ def newest_verified(mgr: ocp.CheckpointManager, load: Callable[[int], Any], step
   """(load(s), s, the newer steps that failed) for the newest step s whose `load` raises no
   IntegrityError; `step` restricts the search to that one. One warning line when a newer one failed;
   CheckpointError (one line) when none verifies."""
+  quiet_closed_loop()  # before the first read: a failing read's siblings report at once
   candidates = [step] if step is not None else sorted(mgr.all_steps(), reverse=True)
   if not candidates:
     raise CheckpointError(f'no complete checkpoint in {mgr.directory}: train first')
@@ -281,7 +285,6 @@ def restore(mgr: ocp.CheckpointManager, abstract_state_for, spec: ModelSpec, ima
       state = mgr.restore(s, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state_for(stored))))['state']
     except Exception as e:
-      quiet_closed_loop()
       raise IntegrityError(f'unreadable: {type(e).__name__}: {first_line(e)}') from None
     verify(state, meta)
     return state, meta, stored

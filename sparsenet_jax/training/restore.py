@@ -46,7 +46,6 @@ def restore_run(workdir: str, *, expect: Optional[ModelSpec] = None, with_variab
     try:
       variables = mgr.restore(s, args=ocp.args.Composite(state=args))['state']
     except Exception as e:  # Orbax raises many types for unreadable files
-      checkpoints.quiet_closed_loop()
       raise checkpoints.IntegrityError(f'unreadable: {type(e).__name__}: {checkpoints.first_line(e)}') from None
     checkpoints.verify(variables, meta)
     return stored, dict(variables), meta

@@ -106,7 +106,7 @@ def train_and_evaluate(config, workdir: str, extend: bool = False) -> Dict[str, 
   recorded anything removes the workdir it created, so no empty workdir is left behind.
   """
   changes = record.check_resume(workdir, json.loads(config.to_json_best_effort()), extend)
-  if record.status(workdir) == 'done' and not changes:
+  if record.status(workdir) == 'done' and not any(f in record.LENGTH for f in changes):  # nothing to train
     final = record.final_row(workdir)
     metrics_lib.Progress(0, 0).message(f'already finished: step {final["step"]}, eval_accuracy '
                                        f'{final["eval_accuracy"]:.4f} (--extend with a longer num_epochs '
