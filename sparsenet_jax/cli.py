@@ -38,21 +38,26 @@ def one_line(text: str) -> str:
   return (causes[-1] if causes else lines[0]) if lines else str(text)
 
 
-def _check(name: str, ok: Callable[[object], bool], what: str) -> None:
-  flags.register_validator(name, lambda v: v is None or ok(v), message=f'--{name} must be {what}')
+def _check(name: str, ok: Callable[[object], bool], bound: str) -> None:
+  def checker(value):
+    if value is not None and not ok(value):
+      shown = ','.join(value) if isinstance(value, list) else value
+      raise flags.ValidationError(f'--{name} must be {bound}, got {shown}')
+    return True
+  flags.register_validator(name, checker)
 
 
 def positive(*names: str) -> None:
-  """Integer flags (or list flags of integers) that must be > 0 when given."""
+  """Integer flags (or list flags of integers) that must be >= 1 when given."""
   for name in names:
     listed = 'list' in FLAGS[name].flag_type()
     _check(name, lambda v: all(_int(x) > 0 for x in (v if isinstance(v, list) else [v])),
-           'positive integers, comma-separated' if listed else 'a positive integer')
+           'integers >= 1, comma-separated' if listed else '>= 1')
 
 
 def non_negative(*names: str) -> None:
   for name in names:
-    _check(name, lambda v: v >= 0, 'zero or a positive integer')
+    _check(name, lambda v: v >= 0, '>= 0')
 
 
 def _int(x) -> int:
@@ -97,7 +102,7 @@ def parse(argv: List[str], positional: bool = False, config_flag: Optional[str] 
     if config_flag and FLAGS[config_flag].value is not None:
       FLAGS[config_flag].value.get('model')  # config_flags defers load errors to first access
   except flags.Error as e:
-    text = one_line(str(e))
+    text = re.sub(r'^flag --[\w.]+=.*?: (?=--)', '', one_line(str(e)))  # the validator's message says it all
     missing = re.search(r'Flag --(\w+) must have a value other than None', text)
     if missing:
       usage_error(f'--{missing.group(1)} is required')
@@ -110,7 +115,7 @@ def parse(argv: List[str], positional: bool = False, config_flag: Optional[str] 
       fail(_config_error(argv, cause), 2, 'config error')
     fail(text, 2, 'config error' if config_flag and config_flag in str(e) else 'error')
   except Exception as e:  # what a config file raises, or an override of a field it does not have
-    fail(_config_error(argv, e), 2, 'config error')
+    fail(_config_error(argv, e), 2, 'config error' if config_flag else 'error')
   if not positional and len(rest) > 1:
     usage_error(f'unexpected argument{"s" if len(rest) > 2 else ""}: {" ".join(rest[1:])}')
   return rest

@@ -133,15 +133,17 @@ def test_checkpoint_of_another_model_or_class_count_is_refused_and_kept(tmp_path
   assert r.returncode == 2  # the record refuses it before the checkpoint is opened
   assert last_line(r).startswith(f'config error: {workdir} was started with model.growth_rate=4, this command '
                                  'gives model.growth_rate=6')
-  os.rename(os.path.join(workdir, 'config.json'), os.path.join(workdir, 'config.json.away'))  # no record:
-  r = run(*TINY, f'--workdir={workdir}', '--config.model.growth_rate=6')  # the checkpoint refuses it
+  for name in ('config.json', 'metrics.jsonl'):  # without a record, the checkpoint refuses it
+    os.rename(os.path.join(workdir, name), os.path.join(workdir, name + '.away'))
+  r = run(*TINY, f'--workdir={workdir}', '--config.model.growth_rate=6')
   assert r.returncode == 3
   assert last_line(r) == (f'checkpoint error: checkpoint 3 in {workdir}/checkpoints was written for '
                           'growth_rate=4, but the config gives growth_rate=6; use another --workdir or the old config')
   r = run(*TINY, f'--workdir={workdir}', '--config.model.num_classes=12')
   assert r.returncode == 3
   assert 'written for num_classes=10, but the config gives num_classes=12;' in last_line(r)
-  os.rename(os.path.join(workdir, 'config.json.away'), os.path.join(workdir, 'config.json'))
+  for name in ('config.json', 'metrics.jsonl'):
+    os.rename(os.path.join(workdir, name + '.away'), os.path.join(workdir, name))
   assert (sorted(os.listdir(workdir)), open(os.path.join(workdir, 'metrics.jsonl')).read()) == before
   assert checkpoint_steps(workdir) == [3]
 

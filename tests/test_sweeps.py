@@ -143,7 +143,7 @@ def test_paper_sweeps_dry_run(tmp_path, sweep, count, needle):
     (['--sweep=configs/sweeps/table2.py:seed=2'], "unexpected keyword argument 'seed'"),
     (['--sweep=configs/sweeps/table2.py', '--only=svhn_('], 'is not a regular expression'),
     (['--sweep=configs/sweeps/table2.py', '--only=imagenet'], 'matches none of the 28 runs'),
-    (['--sweep=configs/sweeps/table2.py', '--devices_per_run=0'], '--devices_per_run must be a positive integer'),
+    (['--sweep=configs/sweeps/table2.py', '--devices_per_run=0'], '--devices_per_run must be >= 1, got 0'),
     (['--sweep=configs/sweeps/table2.py', 'extra'], 'usage error: unexpected argument: extra (see --help)'),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):

@@ -63,7 +63,7 @@ def check_resume(workdir: str, config: Mapping[str, Any], extend: bool = False) 
   same config); DriftError naming the field and both values for any other."""
   try:
     recorded = read_config(workdir)
-  except FileNotFoundError:
+  except (FileNotFoundError, NotADirectoryError):  # a new run (or no workdir at all: found later)
     return {}
   except (OSError, ValueError) as e:
     raise DriftError(f'cannot read the recorded {config_path(workdir)} ({e}); use another --workdir') from None
@@ -145,7 +145,7 @@ def raw_rows(workdir: str) -> List[Dict[str, Any]]:
           continue
         if isinstance(row, dict):
           rows.append(row)
-  except FileNotFoundError:
+  except (FileNotFoundError, NotADirectoryError):
     pass
   return rows
 
