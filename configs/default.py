@@ -36,7 +36,7 @@ def model_config(name: str, **overrides) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
-  del arg
+  parse_arg(arg, {})
   config = ml_collections.ConfigDict()
   config.model = model_config('sparsenet_abc_v1')
 
@@ -81,6 +81,8 @@ def parse_arg(arg: Optional[str], allowed: Dict[str, tuple]) -> Dict[str, str]:
   out = {}
   for item in filter(None, (arg or '').split(',')):
     key, sep, value = item.partition('=')
+    if not allowed:
+      raise ValueError(f'config argument {item!r}: this config file takes no arguments')
     if not sep or key not in allowed:
       raise ValueError(f'config argument {item!r} is not one of {", ".join(f"{k}=..." for k in allowed)}')
     if allowed[key] and value not in allowed[key]:

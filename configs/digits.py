@@ -7,7 +7,7 @@ from configs import default
 
 
 def get_config(arg=None):
-  del arg
+  default.parse_arg(arg, {})  # takes no arguments: refuse any rather than ignore it
   config = default.get_config()
   config.model = default.model_config('sparsenet_bc_v1')
   config.model.growth_rate = 12

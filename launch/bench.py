@@ -30,7 +30,6 @@ import statistics
 import sys
 import time
 
-from absl import app
 from absl import flags
 import matplotlib
 
@@ -44,6 +43,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from configs import default
+from sparsenet_jax import cli
 from sparsenet_jax.model import counting
 from sparsenet_jax.model import kernels
 from sparsenet_jax.model import network
@@ -75,6 +75,8 @@ flags.DEFINE_list('sweep_models', ['sparsenet_bc_v1', 'densenet_bc_100'], 'Prese
 flags.DEFINE_string('plot', None, 'With --sweep_depth: write peak memory (and speed) vs depth here.')
 flags.DEFINE_bool('json', False, 'One JSON object per line instead of text.')
 FLAGS = flags.FLAGS
+cli.positive('blocks', 'batch_size', 'rounds', 'num_classes', 'image_size', 'sweep_depth')
+cli.non_negative('steps')
 
 CIFAR_MEAN, CIFAR_STD = (125.3, 123.0, 113.9), (63.3, 62.1, 66.7)  # what `datasets` uses for CIFAR-10
 CIFAR_TRAIN_SIZE = 50_000  # for the schedule's steps per epoch; the rate does not change the timing
@@ -292,4 +294,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

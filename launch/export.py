@@ -9,28 +9,27 @@ Load it for inference without the training code or the workdir:
 """
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
-
+from sparsenet_jax import cli
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.tools import export
 from sparsenet_jax.training import restore
 
 flags.DEFINE_string('workdir', None, 'A training run: its latest checkpoint is exported.')
 flags.DEFINE_string('out', None, 'The file to write (an .npz).')
+flags.DEFINE_bool('overwrite', False, 'Replace --out even if it is not an export of this run.')
 flags.mark_flags_as_required(['workdir', 'out'])
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  del argv
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
   try:
     _, variables, meta = restore.restore_run(FLAGS.workdir)
-    export.save_exported(FLAGS.out, variables, meta)
+    export.save_exported(FLAGS.out, variables, meta, source=FLAGS.workdir, overwrite=FLAGS.overwrite)
   except checkpoints.CheckpointError as e:
     print(f'checkpoint error: {e}', file=sys.stderr)
     sys.exit(3)
@@ -43,4 +42,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

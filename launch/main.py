@@ -11,10 +11,11 @@ import json
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from sparsenet_jax import cli
 
 
 FLAGS = flags.FLAGS
@@ -23,6 +24,8 @@ config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs
 flags.DEFINE_string('workdir', None, 'Checkpoints, metrics.jsonl, TensorBoard events and config.json.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes if possible) or eval the latest '
                   'checkpoint on the configured test split.')
+flags.DEFINE_bool('extend', False, 'Train a finished run further: needed when a finished workdir is '
+                  'started again with a longer num_epochs / num_train_steps.')
 flags.DEFINE_string('compilation_cache', os.path.expanduser('~/.cache/sparsenet_jax/xla'),
                     'Persistent XLA compilation cache directory ("" disables it).')
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0. Without it, JAX '
@@ -30,6 +33,8 @@ flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of proce
 flags.DEFINE_integer('num_processes', None, 'Multi-host: how many processes train together.')
 flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0 .. num_processes - 1.')
 flags.mark_flags_as_required(['config', 'workdir'])
+cli.positive('num_processes')
+cli.non_negative('process_id')
 
 
 def _cluster_detected() -> bool:
@@ -52,8 +57,7 @@ def initialize_distributed(jax) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  del argv
   import jax  # after absl has parsed flags, so XLA_FLAGS set by callers apply
   if FLAGS.compilation_cache:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache)
@@ -63,11 +67,13 @@ def main(argv):
   from sparsenet_jax.training import checkpoints
   from sparsenet_jax.training import config_validation
   from sparsenet_jax.data import datasets
+  from sparsenet_jax.training import record
   from sparsenet_jax.training import train
 
   # Expected failures: one line on stderr and an exit code a scheduler can act on; nothing is deleted.
   failures = (
       (config_validation.ConfigError, 'config error', 2),
+      (record.DriftError, 'config error', 2),
       (datasets.DataError, 'data error', 2),
       (train.WorkdirError, 'workdir error', 2),
       (checkpoints.CheckpointError, 'checkpoint error', 3),
@@ -79,9 +85,9 @@ def main(argv):
   try:
     config_validation.validate(config, jax.device_count())
     if FLAGS.mode == 'eval':
-      print(json.dumps(train.evaluate(config, FLAGS.workdir)))
+      train.evaluate(config, FLAGS.workdir, show=lambda row: print(json.dumps(row), flush=True))
     else:
-      train.train_and_evaluate(config, FLAGS.workdir)
+      train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend)
   except tuple(kind for kind, _, _ in failures) as e:
     label, code = next((label, code) for kind, label, code in failures if isinstance(e, kind))
     print(f'{label}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}',
@@ -89,32 +95,5 @@ def main(argv):
     sys.exit(code)
 
 
-def _one_line(text: str) -> str:
-  """The informative line of a possibly multi-line error (config_flags wraps the cause in a traceback)."""
-  lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
-  causes = [l for l in lines if 'Error:' in l and not l.startswith('File ')]
-  return (causes[-1] if causes else lines[0]) if lines else text
-
-
-def parse_flags(argv):
-  """absl's parsing, but a bad flag or config override is one line and exit 2, not a traceback."""
-  for a in argv:
-    if a.startswith('--config=') and not os.path.isfile(a[len('--config='):].split(':')[0]):
-      print(f'config error: config file {a[len("--config="):].split(":")[0]} not found', file=sys.stderr)
-      sys.exit(2)
-  try:
-    rest = FLAGS(argv)
-    FLAGS.config.get('model')  # config_flags defers load errors (a missing file) to first access
-    return rest
-  except (AttributeError, KeyError) as e:  # an override of a field the config does not have
-    key = str(e).strip('\'" ')
-    culprit = next((a for a in argv if a.startswith('--config.') and key in a), None)
-    message = f'unknown config field {key!r}' + (f' in {culprit}' if culprit else '')
-  except Exception as e:  # flags.Error, and whatever a config file raises
-    message = _one_line(str(e)) if isinstance(e, flags.Error) else f'{type(e).__name__}: {_one_line(str(e))}'
-  print(f'config error: {message}', file=sys.stderr)
-  sys.exit(2)
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, config_flag='config')

@@ -10,13 +10,12 @@ Images of any size are resized to the training images' size and converted to the
 import json
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
 import numpy as np
 
-
+from sparsenet_jax import cli
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.tools import export
 from sparsenet_jax.training import restore
@@ -26,13 +25,15 @@ flags.DEFINE_string('model', None, 'Or an exported model file (launch/export.py)
 flags.DEFINE_integer('top', 5, 'How many classes to print per image.')
 flags.DEFINE_bool('json', False, 'One JSON object per image instead of text.')
 FLAGS = flags.FLAGS
+cli.positive('top')
 
 
 def main(argv):
   images = argv[1:]
-  if not images or (FLAGS.workdir is None) == (FLAGS.model is None) or FLAGS.top < 1:
-    print('usage: predict.py (--workdir=RUN | --model=FILE) [--top=K>=1] [--json] IMAGE...', file=sys.stderr)
-    sys.exit(2)
+  if (FLAGS.workdir is None) == (FLAGS.model is None):
+    cli.usage_error('give one of --workdir=RUN or --model=FILE')
+  if not images:
+    cli.usage_error('no images: predict.py (--workdir=RUN | --model=FILE) [--top=K] [--json] IMAGE...')
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
   try:
     if FLAGS.model:
@@ -59,4 +60,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, positional=True)

@@ -8,10 +8,10 @@ Writes OUT/report.md (default OUT: WORKDIR/report) and the PNGs it embeds.
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
+from sparsenet_jax import cli
 from sparsenet_jax.tools import report_page
 from sparsenet_jax.training import checkpoints
 
@@ -22,8 +22,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  del argv
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
   try:
     path = report_page.write(FLAGS.workdir, FLAGS.out or os.path.join(FLAGS.workdir, 'report'))
@@ -34,4 +33,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

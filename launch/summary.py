@@ -9,10 +9,9 @@ r"""Parameters and FLOPs of one model, or of every preset beside the paper's fig
 import json
 import sys
 
-from absl import app
 from absl import flags
 
-
+from sparsenet_jax import cli
 from sparsenet_jax.model import connectivity
 from sparsenet_jax.model import counting
 from sparsenet_jax.model import network
@@ -32,6 +31,8 @@ flags.DEFINE_integer('image_size', 32, 'Input height and width.')
 flags.DEFINE_bool('json', False, 'One JSON object per line instead of a table.')
 flags.DEFINE_string('draw', None, 'Write the connection pattern of the model to this PNG.')
 FLAGS = flags.FLAGS
+cli.positive('num_classes', 'blocks', 'growth_rate', 'scan_chunk', 'image_size')
+cli.non_negative('near')
 
 
 def overrides():
@@ -125,4 +126,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -12,11 +12,11 @@ import shlex
 import signal
 import sys
 
-from absl import app
 from absl import flags
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
+from sparsenet_jax import cli
 from sparsenet_jax.tools import sweeps
 from sparsenet_jax.training import record
 
@@ -29,17 +29,19 @@ flags.DEFINE_integer('max_parallel', None, 'Runs at once: default every GPU slot
 flags.DEFINE_bool('slurm', False, 'Write WORKDIR/sweep.sbatch (one array task per run) instead of running.')
 flags.DEFINE_string('only', None, 'Only the runs whose name matches this regular expression.')
 FLAGS = flags.FLAGS
+cli.positive('devices_per_run', 'max_parallel')
 
 
 def main(argv):
+  del argv
   try:
-    if len(argv) > 1:
-      raise ValueError(f'unexpected arguments: {" ".join(argv[1:])}')
     if not FLAGS.sweep or not FLAGS.workdir:
       raise ValueError('--sweep and --workdir are required')
     runs = sweeps.select(sweeps.load(sweep_file(FLAGS.sweep)), FLAGS.only)
     sweeps.check_configs(runs, REPO)
     root = os.path.abspath(FLAGS.workdir)
+    if os.path.exists(root) and not os.path.isdir(root):
+      raise ValueError(f'--workdir={FLAGS.workdir} exists and is not a directory')
     if FLAGS.slurm:
       return write_slurm(runs, root)
     if not FLAGS.dry_run:
@@ -86,4 +88,4 @@ def write_slurm(runs, root):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

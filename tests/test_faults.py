@@ -119,7 +119,7 @@ def test_half_written_checkpoint_is_never_restored(tmp_path, reference):
   for f in glob.glob(os.path.join(half, 'state', '**', '*'), recursive=True)[:3]:
     if os.path.isfile(f):
       open(f, 'w').close()
-  r = run(*TINY, f'--workdir={workdir}')
+  r = run(*TINY, f'--workdir={workdir}', '--extend')
   assert r.returncode == 0, r.stderr[-2000:]
   assert 'resumed from step 23' in r.stderr
   assert final(workdir)['eval_loss'] == pytest.approx(reference['eval_loss'], abs=1e-6)
@@ -129,6 +129,12 @@ def test_checkpoint_of_another_model_or_class_count_is_refused_and_kept(tmp_path
   workdir = str(tmp_path)
   assert run(*TINY, f'--workdir={workdir}', '--config.num_train_steps=3').returncode == 0
   before = sorted(os.listdir(workdir)), open(os.path.join(workdir, 'metrics.jsonl')).read()
+  r = run(*TINY, f'--workdir={workdir}', '--config.model.growth_rate=6', '--config.num_train_steps=3')
+  assert r.returncode == 2  # the record refuses it before the checkpoint is opened
+  assert last_line(r).startswith(f'config error: {workdir} was started with model.growth_rate=4, this command '
+                                 'gives model.growth_rate=6')
+  for name in ('config.json', 'metrics.jsonl'):  # without a record, the checkpoint refuses it
+    os.rename(os.path.join(workdir, name), os.path.join(workdir, name + '.away'))
   r = run(*TINY, f'--workdir={workdir}', '--config.model.growth_rate=6')
   assert r.returncode == 3
   assert last_line(r) == (f'checkpoint error: checkpoint 3 in {workdir}/checkpoints was written for '
@@ -136,6 +142,8 @@ def test_checkpoint_of_another_model_or_class_count_is_refused_and_kept(tmp_path
   r = run(*TINY, f'--workdir={workdir}', '--config.model.num_classes=12')
   assert r.returncode == 3
   assert 'written for num_classes=10, but the config gives num_classes=12;' in last_line(r)
+  for name in ('config.json', 'metrics.jsonl'):
+    os.rename(os.path.join(workdir, name + '.away'), os.path.join(workdir, name))
   assert (sorted(os.listdir(workdir)), open(os.path.join(workdir, 'metrics.jsonl')).read()) == before
   assert checkpoint_steps(workdir) == [3]
 
@@ -146,9 +154,10 @@ def test_unreadable_checkpoint_is_one_line_and_kept(tmp_path):
   meta = glob.glob(os.path.join(workdir, 'checkpoints', '3', 'meta', '*'))
   for f in meta:
     open(f, 'w').write('{not json')
-  r = run(*TINY, f'--workdir={workdir}')
+  r = run(*TINY, f'--workdir={workdir}', '--extend')
   assert r.returncode == 3
-  assert last_line(r).startswith(f'checkpoint error: cannot read checkpoint 3 in {workdir}/checkpoints')
+  assert last_line(r).startswith(f'checkpoint error: no checkpoint in {workdir}/checkpoints verifies (3: meta '
+                                 'unreadable: ')
   assert checkpoint_steps(workdir) == [3] and open(meta[0]).read() == '{not json'
 
 

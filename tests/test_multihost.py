@@ -44,7 +44,7 @@ def _params(workdir):
   config.model.growth_rate, config.model.blocks, config.model.path = 4, (2, 3), 2
   model, tx, _ = build(config, 10, 23)
   mesh = steps.make_mesh()
-  state, _ = checkpoints.restore(
+  state, _, _ = checkpoints.restore(
       checkpoints.manager(str(workdir), read_only=True),
       lambda s: steps.create_train_state(0, network.make(s), tx, (8, 8, 1), mesh, abstract=True),
       model.spec, (8, 8, 1), mesh)
@@ -69,3 +69,54 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
   assert multi[-1]['num_examples'] == 297  # each example evaluated once across the two processes
   for x, y in zip(jax.tree.leaves(_params(tmp_path / 'multi')), jax.tree.leaves(_params(tmp_path / 'single'))):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-5)
+
+
+LONG = ARGS[:4] + ['--config.num_epochs=4', '--config.log_every_steps=5', '--config.checkpoint_every_epochs=1',
+                   '--config.eval_batch_size=100']
+
+
+def _pair(workdir):
+  """Two processes of one run, one CPU device each."""
+  port = _free_port()
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+  return [subprocess.Popen([sys.executable, os.path.join(ROOT, 'launch', 'main.py'), *LONG, f'--workdir={workdir}',
+                            f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step_and_resumes_exactly(tmp_path):
+  """Only process 1 is signalled; JAX's preemption service tells process 0, both save the same step
+  (one collective Orbax save), exit 143, and the same command finishes with the uninterrupted run's
+  numbers."""
+  import re
+  import signal
+  import time
+  reference = _pair(tmp_path / 'reference')
+  for p in reference:
+    out, _ = p.communicate(timeout=400)
+    assert p.returncode == 0, out[-3000:]
+
+  workdir = tmp_path / 'preempted'
+  procs = _pair(workdir)
+  start = time.time()
+  while not (workdir / 'checkpoints').is_dir() or not [n for n in os.listdir(workdir / 'checkpoints') if n.isdigit()]:
+    assert procs[0].poll() is None and time.time() - start < 300, procs[0].communicate()[0][-3000:]
+    time.sleep(0.01)
+  procs[1].send_signal(signal.SIGTERM)
+  outs = [p.communicate(timeout=300)[0] for p in procs]
+  if all(p.returncode == 0 for p in procs):
+    import pytest
+    pytest.skip('the run finished before the signal arrived')
+  assert [p.returncode for p in procs] == [143, 143], outs[0][-2000:] + outs[1][-2000:]
+  saved = [re.search(r'saved checkpoint at step (\d+)', o) for o in outs]
+  assert all(saved), outs
+  assert saved[0].group(1) == saved[1].group(1)  # the same step on both processes
+  assert 'Traceback' not in outs[0] + outs[1]
+
+  for p in _pair(workdir):
+    out, _ = p.communicate(timeout=400)
+    assert p.returncode == 0, out[-3000:]
+  finals = [[r for r in _rows(w) if r.get('final')][-1] for w in (tmp_path / 'reference', workdir)]
+  assert finals[0]['step'] == finals[1]['step']
+  np.testing.assert_allclose(finals[1]['eval_loss'], finals[0]['eval_loss'], rtol=1e-5)
+  assert finals[1]['eval_accuracy'] == finals[0]['eval_accuracy']

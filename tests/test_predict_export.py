@@ -107,7 +107,7 @@ def test_exported_model_gives_the_checkpoints_logits(run, tmp_path):
   data = datasets.load(config.dataset)
   mesh = steps.make_mesh()
   trained_model, tx, _ = build(config, data.num_classes, 3)
-  state, saved = checkpoints.restore(
+  state, saved, _ = checkpoints.restore(
       checkpoints.manager(workdir, read_only=True),
       lambda s: steps.create_train_state(config.seed, network.make(s), tx, (32, 32, 3), mesh, abstract=True),
       trained_model.spec, (32, 32, 3), mesh)

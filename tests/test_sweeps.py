@@ -143,14 +143,14 @@ def test_paper_sweeps_dry_run(tmp_path, sweep, count, needle):
     (['--sweep=configs/sweeps/table2.py:seed=2'], "unexpected keyword argument 'seed'"),
     (['--sweep=configs/sweeps/table2.py', '--only=svhn_('], 'is not a regular expression'),
     (['--sweep=configs/sweeps/table2.py', '--only=imagenet'], 'matches none of the 28 runs'),
-    (['--sweep=configs/sweeps/table2.py', '--devices_per_run=0'], 'devices_per_run must be at least 1'),
-    (['--sweep=configs/sweeps/table2.py', 'extra'], 'unexpected arguments: extra'),
+    (['--sweep=configs/sweeps/table2.py', '--devices_per_run=0'], '--devices_per_run must be >= 1, got 0'),
+    (['--sweep=configs/sweeps/table2.py', 'extra'], 'usage error: unexpected argument: extra (see --help)'),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
   r = sweep_cli(*args, f'--workdir={tmp_path / "root"}')
   assert r.returncode == 2
   assert r.stdout == ''
-  assert r.stderr.strip().splitlines() == [f'error: {r.stderr.strip()[7:]}']
+  assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith(('error: ', 'usage error: '))
   assert message in r.stderr
   assert not (tmp_path / 'root').exists()
 

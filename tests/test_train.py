@@ -49,7 +49,7 @@ def params_of(workdir, config):
   model, tx, _ = build(config, data.num_classes, len(data.train) // config.batch_size)
   shape = data.train.images.shape[1:]
   mgr = checkpoints.manager(str(workdir), read_only=True)
-  state, _ = checkpoints.restore(
+  state, _, _ = checkpoints.restore(
       mgr, lambda s: steps.create_train_state(0, network.make(s), tx, shape, mesh, abstract=True),
       model.spec, shape, mesh)
   return state
@@ -82,7 +82,7 @@ def test_digits_learns_and_resume_is_the_same_run(tmp_path, straight_run):
 
   half = tiny_config(num_train_steps=23)  # one epoch, then "stopped"
   train.train_and_evaluate(half, str(tmp_path / 'b'))
-  resumed = train.train_and_evaluate(straight, str(tmp_path / 'b'))
+  resumed = train.train_and_evaluate(straight, str(tmp_path / 'b'), extend=True)  # a finished run, longer
   assert resumed['step'] == final['step'] == 46
   a, b = params_of(a, straight), params_of(tmp_path / 'b', straight)
   for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
@@ -99,7 +99,7 @@ def test_resume_in_another_layout_continues_the_same_run(tmp_path, straight_run,
   them and the run ends where the run that never changed ends, up to float32 rounding."""
   _, final = straight_run
   train.train_and_evaluate(tiny_config(num_train_steps=23, **first), str(tmp_path))
-  resumed = train.train_and_evaluate(tiny_config(**then), str(tmp_path))
+  resumed = train.train_and_evaluate(tiny_config(**then), str(tmp_path), extend=True)
   assert resumed['step'] == final['step']
   assert resumed['eval_loss'] == pytest.approx(final['eval_loss'], rel=2e-3)
   assert abs(resumed['eval_accuracy'] - final['eval_accuracy']) <= 2 / 297

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -67,22 +67,51 @@ def _nest(arrays: Mapping[str, np.ndarray]) -> Dict[str, Any]:
   return tree
 
 
-def save_exported(path: str, variables: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+def exported_header(path: str) -> Optional[Dict[str, Any]]:
+  """The JSON header of an exported model at `path`, or None if the file is not one."""
+  try:
+    if not zipfile.is_zipfile(path):
+      return None
+    with np.load(path, allow_pickle=False) as npz:
+      if META_KEY not in npz.files:
+        return None
+      return json.loads(npz[META_KEY].tobytes().decode())
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+    return None
+
+
+def save_exported(path: str, variables: Mapping[str, Any], meta: Mapping[str, Any], source: str = '',
+                  overwrite: bool = False) -> None:
   """Writes `variables` ({'params', 'batch_stats'}) and `meta` (a checkpoint's record) to `path`.
 
-  Written to a temporary file first, so an interrupted export leaves no half file under `path`.
+  `source` (the run's workdir) is recorded in the header. An existing `path` is replaced only if it is an
+  export of the same run, or with `overwrite`. Written to a temporary file first, so an interrupted or
+  failed export leaves no half file under `path`, and the temporary file is removed.
   """
   missing = [f for f in META_FIELDS if f not in meta]
   if missing:
     raise ExportError(f'meta lacks {", ".join(missing)}')
-  header = {'format': FORMAT, 'format_version': FORMAT_VERSION, **{f: meta[f] for f in META_FIELDS}}
+  source = os.path.abspath(source) if source else ''
+  if os.path.lexists(path) and not overwrite:
+    old = exported_header(path) if os.path.isfile(path) else None
+    if old is None or not source or old.get('source') != source:
+      what = (f'an export of {old.get("source") or "another run"}' if old is not None else
+              'not an exported model')
+      raise ExportError(f'{path} exists and is {what}: add --overwrite to replace it, or choose another --out')
+  header = {'format': FORMAT, 'format_version': FORMAT_VERSION, **{f: meta[f] for f in META_FIELDS},
+            'source': source}
   arrays = {path_: np.asarray(v) for path_, v in
             leaves(jax.device_get({c: variables.get(c, {}) for c in COLLECTIONS})).items()}
   arrays[META_KEY] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-  tmp = f'{path}.tmp'
-  with open(tmp, 'wb') as f:  # a file object: given a name, np.savez would append '.npz' to it
-    np.savez(f, **arrays)
-  os.replace(tmp, path)
+  tmp = f'{path}.tmp{os.getpid()}'
+  try:
+    with open(tmp, 'wb') as f:  # a file object: given a name, np.savez would append '.npz' to it
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def load_exported(path: str) -> Tuple[network.SparseNet, Dict[str, Any], Dict[str, Any]]:

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import re
+import sys
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -57,6 +58,7 @@ class Run(NamedTuple):
   name: str  # relative to the report's root
   config: Dict[str, Any]  # config.json flattened to dotted keys ('model.growth_rate')
   rows: List[Dict[str, Any]]  # metrics.jsonl
+  starts: Tuple[Dict[str, Any], ...] = ()  # starts.jsonl: each start's step and config changes
 
 
 class Group(NamedTuple):
@@ -133,16 +135,27 @@ def normalize(config: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def read_run(workdir: str, name: str) -> Run:
-  return Run(workdir, name, normalize(flatten(record.read_config(workdir))), record.raw_rows(workdir))
+  return Run(workdir, name, normalize(flatten(record.read_config(workdir))), record.raw_rows(workdir),
+             tuple(record.starts(workdir)))
 
 
-def find_runs(root: str) -> List[Run]:
-  """Every run under `root` (itself included), in name order."""
+def find_runs(root: str, warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+              ) -> List[Run]:
+  """Every readable run under `root` (itself included), in name order; one `warn` line per run skipped."""
   found = []
   for workdir in record.find_runs(root):
     name = os.path.relpath(workdir, root)
-    found.append(read_run(workdir, os.path.basename(os.path.abspath(root)) if name == '.' else name))
+    try:
+      found.append(read_run(workdir, os.path.basename(os.path.abspath(root)) if name == '.' else name))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+      warn(f'skipped {workdir}: cannot read its {record.CONFIG} ({type(e).__name__}: {" ".join(str(e).split())})')
   return found
+
+
+def changed_starts(run: Run) -> List[str]:
+  """'from step N: field a -> b, ...' for each start of `run` that changed its config."""
+  return [f'from step {s.get("from_step")}: ' + ', '.join(f'{k} {a} -> {b}' for k, (a, b) in s['changes'].items())
+          for s in run.starts if s.get('changes')]
 
 
 final_row = record.final

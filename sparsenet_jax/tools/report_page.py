@@ -102,6 +102,11 @@ def write(root: str, out: str) -> str:
            'than the paper (280 on CIFAR, 40 on SVHN). Params and FLOPs (2 x multiply-accumulates per '
            'image) as docs/model.md section 3 defines them.', '', report.table_markdown(rows), '']
 
+  resumed = [(run.name, line) for run in runs for line in report.changed_starts(run)]
+  if resumed:
+    lines.extend(['## Runs resumed with a changed config', '',
+                  *[f'- `{name}` {line}' for name, line in resumed], ''])
+
   def figure(title: str, filename: str, draw: Callable[[str], None], level: str = '##') -> None:
     draw(os.path.join(out, filename))
     lines.extend([f'{level} {title}', '', f'![{title}]({filename})', ''])

@@ -142,14 +142,17 @@ def load(spec: str) -> List[Run]:
   module_spec = importlib.util.spec_from_file_location(
       '_sweep_' + re.sub(r'\W', '_', os.path.abspath(path)), path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:  # a syntax error or whatever the file raises is one line, not a traceback
+    module_spec.loader.exec_module(module)
+  except Exception as e:
+    raise ValueError(f'{path} cannot be loaded: {type(e).__name__}: {" ".join(str(e).split())}') from None
   if not callable(getattr(module, 'get_sweep', None)):
     raise ValueError(f'{path} defines no get_sweep()')
   try:
     inspect.signature(module.get_sweep).bind(**params)
-  except TypeError as e:
-    raise ValueError(f'{path}: get_sweep() takes no such parameters: {e}') from None
-  return validate(module.get_sweep(**params))
+    return validate(module.get_sweep(**params))
+  except (TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:  # a bad parameter
+    raise ValueError(f'{path}: get_sweep(**{params}): {type(e).__name__}: {" ".join(str(e).split())}') from None
 
 
 def validate(result: Any) -> List[Run]:
@@ -223,10 +226,9 @@ def slots(devices_per_run: int, max_parallel: Optional[int], gpus: Sequence[str]
   With GPUs, at most len(gpus) // devices_per_run runs at once; on CPU `max_parallel` (default 1)
   processes each see `devices_per_run` CPU devices.
   """
-  if devices_per_run < 1:
-    raise ValueError(f'--devices_per_run must be at least 1, got {devices_per_run}')
-  if max_parallel is not None and max_parallel < 1:
-    raise ValueError(f'--max_parallel must be at least 1, got {max_parallel}')
+  for name, value in (('devices_per_run', devices_per_run), ('max_parallel', max_parallel)):
+    if value is not None and value < 1:
+      raise ValueError(f'--{name} must be at least 1, got {value}')
   if gpus:
     if devices_per_run > len(gpus):
       raise ValueError(f'--devices_per_run={devices_per_run} but only {len(gpus)} GPU(s) are visible')

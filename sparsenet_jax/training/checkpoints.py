@@ -5,13 +5,23 @@ the middle of a save leaves no checkpoint that `latest_step` would pick up. The 
 unrolled layout whatever the run's `scan`/`scan_chunk`/`remat`, so a run may change them between
 restarts; `meta` records the model's architecture (`ModelSpec.architecture()`), which a restore must
 match, and the layout the state was written in (older checkpoints may hold a scanned one).
+
+Integrity: `meta['digests']` holds a SHA-256 of every array of the saved (canonical) state, computed
+from the arrays in memory as they are handed to Orbax. Every restore recomputes them on what it read; a
+checkpoint whose bytes changed on disk (or that cannot be read at all) is passed over for the newest one
+that verifies, with one warning line; if none verifies the restore fails and nothing is deleted.
 """
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import Any, Dict, Optional, Tuple
+import re
+import shutil
+import sys
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import jax
+import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import orbax.checkpoint as ocp
@@ -26,6 +36,13 @@ class CheckpointError(RuntimeError):
   """A checkpoint that cannot be used for this run; the message is one line."""
 
 
+class IntegrityError(CheckpointError):
+  """A checkpoint that cannot be read or whose arrays differ from their digests: an older one may do."""
+
+
+FAILED = 'checkpoints_failed'  # where training moves checkpoints that fail verification (never deleted)
+
+
 def manager(workdir: str, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
   directory = os.path.abspath(os.path.join(workdir, record.CHECKPOINTS))
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
@@ -33,8 +50,138 @@ def manager(workdir: str, keep: int = 3, read_only: bool = False) -> ocp.Checkpo
   return ocp.CheckpointManager(directory, options=options, item_names=('state', 'meta'))
 
 
-def _first_line(e: Exception) -> str:
-  return (str(e).strip().splitlines() or [''])[0]
+def first_line(e: Exception) -> str:
+  """The whole message on one line (Orbax and TensorStore messages span lines; none is cut)."""
+  text = ' '.join(str(e).split()).split(' See full TensorStore details')[0]
+  text = re.sub(r" ?\[tensorstore_spec(\[\d+\])?='.*?'\]", '', text)  # JSON specs of the store
+  return re.sub(r'(Error opening "\w+" driver: )+', '', text)
+
+
+class _DropClosedLoopTracebacks:
+  """sys.stderr, less the 'RuntimeError: Event loop is closed' tracebacks TensorStore prints (through
+  sys.stderr, a fragment per write, from several threads at once) when Orbax has closed its event loop
+  after a failed read while other reads were still in flight. Other output passes through."""
+
+  FRAGMENTS = ('    ', 'self._check_closed()', "raise RuntimeError('Event loop is closed')", 'RuntimeError', ': ')
+
+  def __init__(self, stream):
+    self.stream, self.open, self.newline = stream, 0, False
+
+  def write(self, text):
+    if text.startswith('Traceback (most recent call last)'):
+      self.open += 1
+      return len(text)
+    if self.open or self.newline:
+      if text == 'Event loop is closed':
+        self.open, self.newline = max(0, self.open - 1), True
+        return len(text)
+      if text == '\n' or text in self.FRAGMENTS or ('asyncio' in text and text.lstrip().startswith('File ')):
+        self.newline = self.newline and text != '\n'
+        return len(text)
+      if text.lstrip().startswith('File '):  # another traceback: shown whole
+        self.stream.write('Traceback (most recent call last):\n')
+      self.open, self.newline = 0, False
+    return self.stream.write(text)
+
+  def flush(self):
+    self.stream.flush()
+
+  def __getattr__(self, name):
+    return getattr(self.stream, name)
+
+
+def quiet_closed_loop() -> None:
+  """A failed Orbax read is reported in one line, so the closed-loop tracebacks of the reads still in
+  flight (which arrive for a while after) and asyncio's 'Task exception was never retrieved' log lines
+  are dropped from the first restore on."""
+  import logging
+  logging.getLogger('asyncio').setLevel(logging.CRITICAL)
+  if not isinstance(sys.stderr, _DropClosedLoopTracebacks):
+    sys.stderr = _DropClosedLoopTracebacks(sys.stderr)
+
+
+def _name(path) -> str:
+  parts = []
+  for k in path:
+    parts.append(str(getattr(k, 'name', getattr(k, 'key', getattr(k, 'idx', k)))))
+  return '/'.join(parts)
+
+
+def _host_array(x) -> np.ndarray:
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    x = x.addressable_data(0)  # replicated: every process holds the whole array
+  return np.ascontiguousarray(np.asarray(x))
+
+
+def digests(tree: Any) -> Dict[str, str]:
+  """SHA-256 of every array leaf (its dtype, shape and bytes), keyed by its path ('params/...')."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    a = _host_array(leaf)
+    h = hashlib.sha256(f'{a.dtype.str}{a.shape}'.encode())
+    h.update(a.tobytes())
+    out[_name(path)] = h.hexdigest()
+  return out
+
+
+def verify(tree: Any, meta: Dict[str, Any]) -> None:
+  """Raises IntegrityError if a restored array differs from the digest saved with it. Checkpoints
+  written before digests existed have none and pass."""
+  saved = meta.get('digests')
+  if not saved:
+    return
+  for name, digest in digests(tree).items():
+    if name not in saved:
+      raise IntegrityError(f'{name} has no digest')
+    if saved[name] != digest:
+      raise IntegrityError(f'{name} differs from its digest')
+
+
+def newest_verified(mgr: ocp.CheckpointManager, load: Callable[[int], Any], step: Optional[int] = None,
+                    warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+                    ) -> Tuple[Any, int, List[int]]:
+  """(load(s), s, the newer steps that failed) for the newest step s whose `load` raises no
+  IntegrityError; `step` restricts the search to that one. One warning line when a newer one failed;
+  CheckpointError (one line) when none verifies."""
+  quiet_closed_loop()  # before the first read: a failing read's siblings report at once
+  candidates = [step] if step is not None else sorted(mgr.all_steps(), reverse=True)
+  if not candidates:
+    raise CheckpointError(f'no complete checkpoint in {mgr.directory}: train first')
+  failed = []
+  for s in candidates:
+    try:
+      result = load(s)
+    except IntegrityError as e:
+      failed.append((s, str(e)))
+      continue
+    if failed:
+      names = ', '.join(str(f) for f, _ in failed)
+      why = '; '.join(f'{f}: {m}' for f, m in failed)
+      warn(f'warning: checkpoint{"s" if len(failed) > 1 else ""} {names} in {mgr.directory} failed '
+           f'verification ({why}); using checkpoint {s}, the newest that verifies')
+    return result, s, [f for f, _ in failed]
+  why = '; '.join(f'{f}: {m}' for f, m in failed)
+  raise CheckpointError(f'no checkpoint in {mgr.directory} verifies ({why}); nothing was deleted')
+
+
+def set_aside(mgr: ocp.CheckpointManager, workdir: str, bad: List[int]) -> None:
+  """Moves checkpoints that failed verification to WORKDIR/checkpoints_failed/<step> (process 0), so
+  that training neither overwrites nor rotates on them; nothing is deleted."""
+  if not bad:
+    return
+  if jax.process_index() == 0:
+    dest = os.path.join(workdir, FAILED)
+    os.makedirs(dest, exist_ok=True)
+    for s in bad:
+      target = os.path.join(dest, str(s))
+      n = 1
+      while os.path.exists(target):
+        target, n = os.path.join(dest, f'{s}.{n}'), n + 1
+      shutil.move(os.path.join(str(mgr.directory), str(s)), target)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices('sparsenet_set_aside')
+  mgr.reload()
 
 
 def saved_spec(meta: Dict[str, Any]) -> ModelSpec:
@@ -75,13 +222,13 @@ def save(mgr: ocp.CheckpointManager, step: int, state: Any, spec: ModelSpec, met
   a CheckpointError."""
   canonical = spec.canonical()
   state = convert(state, spec, canonical, mesh)
-  meta = {**meta, 'model': spec.architecture(), 'layout': {'scan': canonical.scan}}
+  meta = {**meta, 'model': spec.architecture(), 'layout': {'scan': canonical.scan}, 'digests': digests(state)}
   try:
     mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                            meta=ocp.args.JsonSave(meta)), force=True)
   except Exception as e:
     raise CheckpointError(f'saving checkpoint {step} in {mgr.directory} failed ({type(e).__name__}: '
-                          f'{_first_line(e)}); earlier complete checkpoints are intact') from e
+                          f'{first_line(e)}); earlier complete checkpoints are intact') from e
 
 
 def wait(mgr: ocp.CheckpointManager) -> None:
@@ -90,15 +237,14 @@ def wait(mgr: ocp.CheckpointManager) -> None:
     mgr.wait_until_finished()
   except Exception as e:
     raise CheckpointError(f'a checkpoint save in {mgr.directory} failed ({type(e).__name__}: '
-                          f'{_first_line(e)}); earlier complete checkpoints are intact') from e
+                          f'{first_line(e)}); earlier complete checkpoints are intact') from e
 
 
 def read_meta(mgr: ocp.CheckpointManager, step: int) -> Dict[str, Any]:
   try:
     return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
   except Exception as e:  # Orbax raises many types for unreadable files
-    raise CheckpointError(f'cannot read checkpoint {step} in {mgr.directory}: {type(e).__name__}: '
-                          f'{_first_line(e)}') from e
+    raise IntegrityError(f'meta unreadable: {type(e).__name__}: {first_line(e)}') from None
 
 
 def check_architecture(saved: ModelSpec, wanted: ModelSpec, step: int, where: str) -> None:
@@ -119,23 +265,29 @@ def check_image_shape(meta: Dict[str, Any], image_shape, step: int, where: str) 
 
 
 def restore(mgr: ocp.CheckpointManager, abstract_state_for, spec: ModelSpec, image_shape, mesh,
-            step: Optional[int] = None) -> Tuple[Any, Dict[str, Any]]:
-  """The train state at `step` (default latest) in the layout of `spec`.
+            step: Optional[int] = None) -> Tuple[Any, Dict[str, Any], List[int]]:
+  """(train state, meta, newer steps that failed verification) of the newest checkpoint that verifies
+  (or of `step`), in the layout of `spec`.
 
   `abstract_state_for(spec)` gives the abstract train state of a spec (shapes and shardings). Raises
-  CheckpointError if the checkpoint's architecture or image shape differs from `spec`'s.
+  CheckpointError if the checkpoint's architecture or image shape differs from `spec`'s, or if no
+  checkpoint verifies.
   """
-  step = mgr.latest_step() if step is None else step
   where = mgr.directory
-  meta = read_meta(mgr, step)
-  stored = saved_spec(meta)
-  check_architecture(stored, spec, step, where)
-  check_image_shape(meta, image_shape, step, where)
-  stored = spec.replace(scan=stored.scan, scan_chunk=stored.scan_chunk)
-  try:
-    state = mgr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state_for(stored))))['state']
-  except Exception as e:
-    raise CheckpointError(f'cannot restore checkpoint {step} in {where}: {type(e).__name__}: '
-                          f'{_first_line(e)}') from e
-  return convert(state, stored, spec, mesh), meta
+
+  def load(s):
+    meta = read_meta(mgr, s)
+    stored = saved_spec(meta)
+    check_architecture(stored, spec, s, where)
+    check_image_shape(meta, image_shape, s, where)
+    stored = spec.replace(scan=stored.scan, scan_chunk=stored.scan_chunk)
+    try:
+      state = mgr.restore(s, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state_for(stored))))['state']
+    except Exception as e:
+      raise IntegrityError(f'unreadable: {type(e).__name__}: {first_line(e)}') from None
+    verify(state, meta)
+    return state, meta, stored
+
+  (state, meta, stored), _, failed = newest_verified(mgr, load, step)
+  return convert(state, stored, spec, mesh), meta, failed

@@ -65,6 +65,7 @@ class Progress:
     self.stream = stream or sys.stderr
     self.active = jax.process_index() == 0
     self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
+    self._open = False  # a message without its end of line
 
   def update(self, step: int, epoch: float, loss: float, images_per_sec: float, extra: str = '') -> None:
     if not self.active:
@@ -81,7 +82,12 @@ class Progress:
       self.stream.write(line + '\n')
     self.stream.flush()
 
-  def message(self, text: str) -> None:
+  def restart(self, step: int) -> None:
+    """The ETA counts from here (after compilation, from the steps of this start only)."""
+    self.start, self.start_step = time.time(), step
+
+  def message(self, text: str, end: str = '\n') -> None:
     if self.active:
-      self.stream.write(('\n' if self.tty else '') + text + '\n')
+      self.stream.write(('\n' if self.tty and not self._open else '') + text + end)
+      self._open = not end
       self.stream.flush()

@@ -7,12 +7,15 @@ jitted, `shard_map`-ed train and eval steps), `checkpoints` (Orbax, canonical la
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import time
 from typing import Any, Dict
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from sparsenet_jax.data import datasets
@@ -44,14 +47,21 @@ class PreemptedError(RuntimeError):
 
 
 class _StopSignal:
-  """Remembers SIGTERM/SIGINT so the loop can finish its step and save before exiting."""
+  """Remembers SIGTERM/SIGINT so the loop can finish its step and save before exiting.
+
+  With several processes, a signal to one of them must stop all of them at the same step: SIGTERM is
+  left to JAX's preemption service (`jax.distributed.initialize` installs its notifier), which tells
+  every process and agrees on the step `agreed(step)` then reports; SIGINT is turned into SIGTERM to
+  this process so that it takes the same path.
+  """
 
   def __init__(self):
     self.received = None
     self._previous = {}
+    self._multi = jax.process_count() > 1
 
   def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGINT,) if self._multi else (signal.SIGTERM, signal.SIGINT):
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
       except ValueError:  # not the main thread: leave signals alone
@@ -60,7 +70,16 @@ class _StopSignal:
 
   def _handle(self, signum, frame):
     del frame
-    self.received = signal.Signals(signum).name
+    if self._multi:
+      os.kill(os.getpid(), signal.SIGTERM)  # to JAX's preemption notifier
+    else:
+      self.received = signal.Signals(signum).name
+
+  def agreed(self, step: int) -> None:
+    """Every process calls this after each step: with several processes, `received` is set on all of
+    them at the same step once any of them got SIGTERM (or SIGINT)."""
+    if self._multi and not self.received and multihost_utils.reached_preemption_sync_point(step):
+      self.received = 'preemption notice (SIGTERM to one of the processes)'
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -79,8 +98,37 @@ def check_workdir(workdir: str) -> None:
     raise WorkdirError(f'cannot write to workdir {workdir}: {e.strerror or e}') from None
 
 
-def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
-  """Trains per `config`, resuming from the latest checkpoint in `workdir`; returns the final eval row."""
+def train_and_evaluate(config, workdir: str, extend: bool = False) -> Dict[str, Any]:
+  """Trains per `config`, resuming from the latest checkpoint in `workdir`; returns the final eval row.
+
+  A resume may change only the fields `record.RESUMABLE` names (a finished run is trained further only
+  with `extend`); others raise record.DriftError before anything is written. A run that fails before it
+  recorded anything removes the workdir it created, so no empty workdir is left behind.
+  """
+  changes = record.check_resume(workdir, json.loads(config.to_json_best_effort()), extend)
+  if record.status(workdir) == 'done' and not any(f in record.LENGTH for f in changes):  # nothing to train
+    final = record.final_row(workdir)
+    metrics_lib.Progress(0, 0).message(f'already finished: step {final["step"]}, eval_accuracy '
+                                       f'{final["eval_accuracy"]:.4f} (--extend with a longer num_epochs '
+                                       'trains it further)')
+    return final
+  created = not os.path.exists(workdir)
+  try:
+    return _train(config, workdir, changes)
+  except BaseException:
+    if _nothing_recorded(workdir, created):
+      shutil.rmtree(workdir, ignore_errors=True)
+    raise
+
+
+def _nothing_recorded(workdir: str, created: bool) -> bool:
+  """This process created `workdir` and no step was recorded in it (no metrics row, no checkpoint)."""
+  d = os.path.join(workdir, record.CHECKPOINTS)
+  return (created and jax.process_index() == 0 and os.path.isdir(workdir) and not record.raw_rows(workdir)
+          and (not os.path.isdir(d) or not any(n.isdigit() for n in os.listdir(d))))
+
+
+def _train(config, workdir: str, changes) -> Dict[str, Any]:
   check_workdir(workdir)
   # Config and data.
   data = datasets.load(config.dataset)
@@ -112,13 +160,18 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   # Checkpoints and metrics.
   mgr = checkpoints.manager(workdir, config.keep_checkpoints)
   if mgr.latest_step() is not None:
-    state, _ = checkpoints.restore(mgr, abstract_state, spec, image_shape, mesh)
+    state, _, failed = checkpoints.restore(mgr, abstract_state, spec, image_shape, mesh)
+    checkpoints.set_aside(mgr, workdir, failed)  # never trained on, overwritten or rotated into
   else:
     state = steps.create_train_state(config.seed, model, tx, image_shape, mesh)
+  start_step = int(state.step)
+  if start_step > total_steps:
+    raise record.DriftError(f'{workdir} holds a checkpoint at step {start_step}, past the {total_steps} steps '
+                            'this config gives; use another --workdir or a longer num_epochs')
   if jax.process_index() == 0:
     record.write_config(workdir, config.to_json_best_effort(indent=2, sort_keys=True))
+    record.append_start(workdir, start_step, changes)
   writer = metrics_lib.MetricWriter(workdir)
-  start_step = int(state.step)
   progress = metrics_lib.Progress(total_steps, start_step)
   if start_step:
     progress.message(f'resumed from step {start_step} in {workdir}')
@@ -171,11 +224,17 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
       idx = input_pipeline.train_batch_indices(config.seed, step, steps_per_epoch, config.batch_size,
                                                len(data.train.labels))
       images, labels = feeder.batch(idx)
+      if step == start_step:
+        progress.message('compiling the train step ...', end='')
+        compile_start = time.time()
       state, step_metrics = train_step(state, images, labels)
       window.append(step_metrics)
       step += 1
-      if step == start_step + 1:  # the first step includes compilation: keep it out of img/s
+      stop.agreed(step)
+      if step == start_step + 1:  # the first step includes compilation: keep it out of img/s and the ETA
         jax.block_until_ready(step_metrics)
+        progress.message(f' {time.time() - compile_start:.1f} s')
+        progress.restart(step)
         window_start, untimed = time.time(), len(window)
       epoch_end = step % steps_per_epoch == 0
       epoch = step // steps_per_epoch
@@ -206,8 +265,10 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   return final
 
 
-def evaluate(config, workdir: str) -> Dict[str, Any]:
-  """Restores the latest checkpoint in `workdir` and evaluates it on the configured test split.
+def evaluate(config, workdir: str, show=None) -> Dict[str, Any]:
+  """Restores the latest checkpoint in `workdir` that verifies and evaluates it on the configured test
+  split; `show(row)` is called before the row is appended to metrics.jsonl, so a workdir that cannot be
+  written still shows the result (then WorkdirError says the record failed).
 
   The model is the checkpoint's (the config's architecture must agree; its layout may differ), and
   normalisation uses the statistics of the data it was trained on, saved with the checkpoint, so another
@@ -232,7 +293,13 @@ def evaluate(config, workdir: str) -> Dict[str, Any]:
   eval_step = steps.make_eval_step(model, mesh, meta['mean'], meta['std'])
   row = {'step': meta['step'], 'epoch': meta['step'] / meta['steps_per_epoch'], 'mode': 'eval',
          **steps.evaluate_split(eval_step, variables, data.test, mesh, eval_batch)}
-  writer = metrics_lib.MetricWriter(workdir, tensorboard=False)
-  writer.write(row)
-  writer.close()
+  if show is not None:
+    show(row)
+  try:
+    writer = metrics_lib.MetricWriter(workdir, tensorboard=False)
+    writer.write(row)
+    writer.close()
+  except OSError as e:
+    raise WorkdirError(f'the result was not recorded in {record.metrics_path(workdir)}: '
+                       f'{e.strerror or e}') from None
   return row
