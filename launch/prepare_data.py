@@ -8,11 +8,10 @@ Training does the same on first use; this only does it earlier. Prints what it f
 where the arrays went. Bad arguments or data: one line on stderr, exit 2.
 """
 import os
-import sys
 
-from absl import app
 from absl import flags
 
+from sparsenet_jax import cli
 from sparsenet_jax.data import cifar_svhn
 from sparsenet_jax.data import download
 from sparsenet_jax.data.base import DataError
@@ -24,19 +23,17 @@ flags.DEFINE_string('data_dir', None, 'Where the arrays go (config.dataset.data_
                     f'${download.DATA_DIR_ENV} or {download.DEFAULT_DATA_DIR}.')
 flags.DEFINE_string('mirror', None, 'A base URL serving the canonical files under their own names '
                     '(config.dataset.mirror); checksums stay the canonical ones.')
+flags.mark_flag_as_required('dataset')
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f'error: unexpected arguments: {" ".join(argv[1:])}', file=sys.stderr)
-    sys.exit(2)
+  del argv
   directory = download.data_dir(FLAGS.data_dir)
   try:
     prepared = cifar_svhn.prepare(FLAGS.dataset, directory, allow_download=True, mirror=FLAGS.mirror)
   except DataError as e:
-    print(f'data error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e), 2, 'data error')
   size = download.megabytes(os.path.getsize(prepared.cache))
   if not prepared.created:
     print(f'{FLAGS.dataset}: already prepared in {prepared.cache} ({size}); nothing fetched')
@@ -48,17 +45,5 @@ def main(argv):
   print(f'{FLAGS.dataset}: {counts} images -> {prepared.cache} ({size}){kept}')
 
 
-def parse_flags(argv):
-  """absl's parsing, but a bad or missing flag is one line and exit 2, not a usage dump."""
-  try:
-    rest = FLAGS(argv)
-    if FLAGS.dataset is None:
-      raise flags.Error(f'--dataset is required: one of {", ".join(DATASETS)}')
-    return rest
-  except flags.Error as e:
-    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
-    sys.exit(2)
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main)

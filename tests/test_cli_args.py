@@ -76,6 +76,10 @@ def cases(tmp):
       ('export.py', ['stray', w, '--out=x.npz'], 2),
       ('export.py', [w], 2),  # --out missing
       ('export.py', [f'--workdir={tmp}/no_such_run', f'--out={tmp}/x.npz'], None),
+      ('prepare_data.py', [], 2),  # --dataset missing
+      ('prepare_data.py', ['--dataset=imagenet'], 2),
+      ('prepare_data.py', ['stray', '--dataset=cifar10'], 2),
+      ('prepare_data.py', ['--dataset=cifar10', f'--data_dir={a_file}'], 2),  # a file, not a directory
   ]
 
 
@@ -104,8 +108,8 @@ def test_every_cli_refuses_nonsense_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize('script', ['main.py', 'summary.py', 'bench.py', 'sweep.py', 'report.py', 'predict.py',
-                                    'export.py'])
+                                    'export.py', 'prepare_data.py'])
 def test_help_still_works(script):
   r = _run(script, ['--help'], ROOT)  # absl prints the usage and exits 1
-  assert '--workdir' in r.stdout + r.stderr or '--model' in r.stdout + r.stderr
+  assert any(f in r.stdout + r.stderr for f in ('--workdir', '--model', '--dataset'))
   assert 'Traceback' not in r.stderr and 'error' not in r.stderr
