@@ -27,18 +27,36 @@ def connection_matrix(table: Sequence[Sequence[int]], output_sources: Sequence[i
   return m
 
 
+def channel_matrix(reads: Sequence[Sequence[Tuple[int, int]]], output_reads: Sequence[Tuple[int, int]],
+                   input_width: int) -> np.ndarray:
+  """`connection_matrix` at channel resolution, for blocks read by channel counts (an input that is not
+  whole groups): rows the layers then the transition, columns the stacked channels, oldest first."""
+  rows = list(reads) + [output_reads]
+  total = max(b for row in rows for _, b in row)
+  m = np.zeros((len(rows), total), np.int8)
+  for r, row in enumerate(rows):
+    for a, b in row:
+      m[r, a:min(b, input_width)] = 1
+      m[r, max(a, input_width):b] = 2
+  return m
+
+
 def draw_connections(plans, title: str, filename: str) -> None:
-  """The picture of the paper's Fig. 2 and 5: one panel per block, layer x source group."""
+  """The picture of the paper's Fig. 2 and 5: one panel per block, layer x source group (x source
+  channel for a block whose input is not whole groups: it is read by channel counts)."""
   fig, axes = plt.subplots(1, len(plans), figsize=(4.2 * len(plans), 4.6), squeeze=False)
   cmap = matplotlib.colors.ListedColormap(['#f4f4f4', '#e6a23c', '#2b6cb0'])
   for b, (ax, plan) in enumerate(zip(axes[0], plans)):
-    m = connection_matrix(plan.table, plan.output_sources, plan.input_groups)
+    by_channels = getattr(plan, 'by_channels', False)
+    m = (channel_matrix(plan.reads, plan.output_reads, plan.input_width) if by_channels
+         else connection_matrix(plan.table, plan.output_sources, plan.input_groups))
     ax.imshow(m, cmap=cmap, vmin=0, vmax=2, interpolation='nearest', aspect='auto')
     ax.set_title(f'block {b + 1}: {len(plan.table)} layers, '
                  f'{sum(len(r) for r in plan.table)} connections', fontsize=9)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_xlabel('source group (oldest first)')
+    ax.set_xlabel('source channel (oldest first; read by channel counts)' if by_channels
+                  else 'source group (oldest first)')
     ax.set_ylabel('layer (last row: transition / head)')
   handles = [matplotlib.patches.Patch(color='#e6a23c', label='block input'),
              matplotlib.patches.Patch(color='#2b6cb0', label='earlier layer')]
