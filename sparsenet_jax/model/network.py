@@ -138,7 +138,8 @@ class LayerRunner(NamedTuple):
   def common(self):
     s = self.spec
     return dict(conv_bias=s.conv_bias, bn_momentum=s.bn_momentum, bn_epsilon=s.bn_epsilon,
-                axis_name=s.axis_name, dtype=jnp.dtype(s.dtype), conv_cls=kernels.conv_module(s.conv_impl))
+                axis_name=s.axis_name, dtype=jnp.dtype(s.dtype), conv_cls=kernels.conv_module(s.conv_impl),
+                dropout=s.dropout)
 
   def build(self, name: str):
     """The layer named `name` and its attention or None. Call inside a compact method."""
@@ -154,10 +155,11 @@ class LayerRunner(NamedTuple):
 
   def run(self, layer, attn, groups: Sequence[Any], train: bool, in_scan: bool = False):
     """The layer's output from its input groups. With remat, inside a scan `jax.checkpoint` (the loop
-    already orders the recomputation); unrolled, `spec.remat_impl`."""
+    already orders the recomputation); unrolled, `spec.remat_impl` (`jax.checkpoint` with dropout: the
+    tied recomputation applies saved variables and has no rng streams)."""
     if not self.spec.remat:
       h = layer(groups, train)
-    elif in_scan or kernels.remat_impl(self.spec.remat_impl) == 'checkpoint':
+    elif in_scan or self.spec.dropout or kernels.remat_impl(self.spec.remat_impl) == 'checkpoint':
       h = kernels.checkpointed(layer, groups, train)
     else:
       h = kernels.tied_recompute(layer, groups, train)

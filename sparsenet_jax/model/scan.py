@@ -63,7 +63,7 @@ def steady(runner, prefix: Sequence[Any], window: Sequence[Any], length: int, tr
   prefix = layers.join(list(prefix)) if prefix else empty
   window = layers.join(list(window)) if window else empty
   scanned = nn.scan(SteadyLayer, variable_axes={'params': 0, 'batch_stats': 0},
-                    split_rngs={'params': True}, in_axes=nn.broadcast, length=length)
+                    split_rngs={'params': True, 'dropout': True}, in_axes=nn.broadcast, length=length)
   window, _ = scanned(runner, train, name=name)(window, prefix)
   return layers.join([p for p in (prefix, window) if p.shape[-1]])
 
@@ -116,7 +116,7 @@ def growing(parent: nn.Module, runner, groups: List[Any], names: Sequence[str], 
     return cols
 
   scanned = nn.scan(GrowingLayer, variable_axes={'params': 0, 'batch_stats': 0},
-                    split_rngs={'params': True}, in_axes=0, length=len(names))
+                    split_rngs={'params': True, 'dropout': True}, in_axes=0, length=len(names))
   scanned = nn.map_variables(scanned, ['params', 'batch_stats'], trans_in_fn=stack, trans_out_fn=unstack,
                              init=parent.is_initializing(), mutable=True)
   zeros = jnp.zeros((*groups[0].shape[:-1], len(names) * k), groups[0].dtype)
