@@ -12,6 +12,10 @@ import jax.numpy as jnp
 
 # He-normal with fan-out, the init of the authors' code and of torchvision's DenseNet.
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+# "We initialize parameters as He does" (the paper) for the dense layers too: He normal with fan-in,
+# truncated (variance 2 / fan_in), the default of the authors' tensorpack FullyConnected (docs/model.md
+# section 6, reading 12). Biases start at zero.
+dense_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
 
 
 class Norm(nn.Module):
@@ -106,8 +110,8 @@ class SqueezeExcite(nn.Module):
     del train
     k = h.shape[-1]
     s = jnp.mean(h, axis=(1, 2))
-    s = nn.relu(nn.Dense(max(1, k // self.reduction), dtype=self.dtype, name='fc1')(s))
-    s = nn.sigmoid(nn.Dense(k, dtype=self.dtype, name='fc2')(s))
+    s = nn.relu(nn.Dense(max(1, k // self.reduction), kernel_init=dense_init, dtype=self.dtype, name='fc1')(s))
+    s = nn.sigmoid(nn.Dense(k, kernel_init=dense_init, dtype=self.dtype, name='fc2')(s))
     return h * s[:, None, None, :]
 
 

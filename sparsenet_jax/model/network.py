@@ -207,7 +207,7 @@ class SparseNet(nn.Module):
         x = layers.Transition(features=plan.transition_width, **common, name=f'transition{b + 1}')(x, train)
     x = nn.relu(layers.Norm(s.bn_momentum, s.bn_epsilon, s.axis_name, dtype, name='head_bn')(x, train))
     x = jnp.mean(x, axis=(1, 2))
-    x = nn.Dense(s.num_classes, dtype=dtype, name='classifier')(x)
+    x = nn.Dense(s.num_classes, kernel_init=layers.dense_init, dtype=dtype, name='classifier')(x)
     return x.astype(jnp.float32)
 
 
