@@ -144,9 +144,9 @@ def error_vs_cost(points: Sequence[Point], cost: str, filename: str) -> None:
 
 
 def attention_curves(series: Sequence[Tuple[str, Sequence[float], Sequence[float], Sequence[float]]],
-                     title: str, filename: str) -> None:
-  """The paper's Fig. 7: test error against epochs for each attention module, as
-  (label, epochs, mean error, std over seeds)."""
+                     title: str, filename: str, legend: str = 'attention') -> None:
+  """The paper's Fig. 7 (and Fig. 3, `legend='network'`): test error against epochs for each attention
+  module (network), as (label, epochs, mean error, std over seeds)."""
   fig, ax = plt.subplots(figsize=(6.4, 4.2))
   for label, epochs, mean, std in series:
     mean, std = np.asarray(mean), np.asarray(std)
@@ -156,7 +156,7 @@ def attention_curves(series: Sequence[Tuple[str, Sequence[float], Sequence[float
   ax.set_ylabel('test error (%)')
   ax.set_title(title, fontsize=9)
   ax.grid(alpha=0.3)
-  ax.legend(title='attention')
+  ax.legend(title=legend, fontsize=8)
   fig.tight_layout()
   fig.savefig(filename, dpi=90)
   plt.close(fig)
@@ -171,6 +171,43 @@ def drop_position(bars: Sequence[Tuple[str, float, float]], title: str, filename
   ax.set_ylabel('test error (%)')
   ax.set_title(title, fontsize=9)
   ax.grid(alpha=0.3, axis='y')
+  fig.tight_layout()
+  fig.savefig(filename, dpi=90)
+  plt.close(fig)
+
+
+class ConnectionPoint(NamedTuple):
+  """One group of Fig. 1: its connections (`path`; the dense run at the right end), final errors (%)."""
+  connections: int
+  label: str
+  test: float
+  test_std: float
+  train: Optional[float]  # the final model's error over the training set in eval mode; None if unknown
+  train_std: float
+
+
+def error_vs_connections(points: Sequence[ConnectionPoint], title: str, filename: str) -> None:
+  """The paper's Fig. 1: final test and training error against the connections per layer."""
+  points = sorted(points, key=lambda p: p.connections)
+  fig, ax = plt.subplots(figsize=(7.2, 4.2))
+  xs = [p.connections for p in points]
+  ax.errorbar(xs, [p.test for p in points], yerr=[p.test_std for p in points], marker='o', capsize=3,
+              color='C0', label='test error')
+  trained = [p for p in points if p.train is not None]
+  if trained:
+    ax.errorbar([p.connections for p in trained], [p.train for p in trained],
+                yerr=[p.train_std for p in trained], marker='s', capsize=3, color='C1', ls='--',
+                label='training error (eval mode)')
+  best = min(points, key=lambda p: p.test)
+  ax.annotate(f'lowest test: {best.test:.2f}%', (best.connections, best.test), textcoords='offset points',
+              xytext=(0, -16), ha='center', fontsize=8)
+  ax.set_xticks(xs)
+  ax.set_xticklabels([p.label for p in points], fontsize=7, rotation=45)
+  ax.set_xlabel('connections per layer (path); the last point is fully dense')
+  ax.set_ylabel('error (%)')
+  ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(filename, dpi=90)
   plt.close(fig)
