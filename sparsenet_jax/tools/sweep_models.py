@@ -62,6 +62,7 @@ def param_count(config: str, repo: str, overrides: Dict[str, Any]) -> int:
 
 def smoke_overrides(npz: str, steps: int, validation: int = 200) -> Dict[str, Any]:
   """A sweep's runs on an npz file for `steps` steps, `validation` training images held out and
-  evaluated on: the smoke test of a sweep file (its parameters `npz=...,steps=...`)."""
+  evaluated on: the smoke test of a sweep file (its parameters `npz=...,steps=...`). Scanned: the same
+  function (a layout field), compiled several times faster on a CPU than the unrolled 36-64 layers."""
   return {'dataset.name': 'npz', 'dataset.train_path': os.path.abspath(npz),
-          'dataset.validation_size': validation, 'num_train_steps': steps}
+          'dataset.validation_size': validation, 'num_train_steps': steps, 'model.scan': True}
