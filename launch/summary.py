@@ -5,6 +5,10 @@ r"""Parameters and FLOPs of one model, or of every preset beside the paper's fig
   python launch/summary.py --model=all [--json]
   python launch/summary.py --model=sparsenet_bc_v1 --draw=connections.png
   python launch/summary.py --model=sparsenet_bc_v1 --connectivity=log --scan    # how each block runs
+  python launch/summary.py --model=fig3       # the paper's Fig. 3 networks side by side (presets.FIG3)
+
+A model with layers whose output nothing later reads (`near=0`: docs/model.md section 6) gets a warning
+on stderr naming them.
 """
 import json
 import sys
@@ -18,7 +22,8 @@ from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.tools import plots
 
-flags.DEFINE_string('model', 'sparsenet_abc_v1', 'A preset name, or "all".')
+flags.DEFINE_string('model', 'sparsenet_abc_v1', 'A preset name, "all", or "fig3" (the paper\'s Fig. 3 '
+                    'networks, presets.FIG3, beside DenseNet-40).')
 flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
 flags.DEFINE_list('blocks', None, 'Layers per block, e.g. 12,12,12.')
 flags.DEFINE_integer('growth_rate', None, 'k.')
@@ -78,8 +83,32 @@ def schedule_lines(name, model):
         merged[-1] = merged[-1].split('-')[0] + '-' + p.split()[-1].split('-')[-1]
       else:
         merged.append(p)
+    how = ', read by channel counts' if plan.by_channels else ''
     lines.append(f'{name} block {b + 1} ({len(plan.table)} layers, '
-                 f'{connectivity.num_connections(plan.table)} connections): {"; ".join(merged)}')
+                 f'{connectivity.num_connections(plan.table)} connections{how}): {"; ".join(merged)}')
+  return lines
+
+
+def dead_layer_warnings(name, model):
+  """One line per block with layers whose output no later layer, transition or head reads."""
+  lines = []
+  for b, plan in enumerate(model.plans()):
+    dead = connectivity.unread_layers(plan.reads, plan.output_reads, plan.input_width, model.spec.growth_rate)
+    if dead:
+      lines.append(f'warning: {name} block {b + 1}: {len(dead)} of {len(plan.table)} layers are dead, their '
+                   f'outputs read by no later layer, transition or head (near={model.spec.near}): layers '
+                   f'{", ".join(str(j + 1) for j in dead)}')
+  return lines
+
+
+def fig3_lines(models):
+  """The paper's Fig. 3 networks side by side: blocks, k, path, parameters and their ratio to DenseNet-40."""
+  base = counting.param_count(models[0])
+  lines = ['| Fig. 3 network | blocks | k | path | params | vs DenseNet-40 |', '|---|---|---:|---:|---:|---:|']
+  for name, model in zip(presets.FIG3, models):
+    s, n = model.spec, counting.param_count(model)
+    lines.append(f'| {name} | {"-".join(map(str, s.blocks))} | {s.growth_rate} | {s.path or "dense"} | '
+                 f'{n:,} | {n / base:.3f} |')
   return lines
 
 
@@ -94,10 +123,17 @@ def main(argv):
   del argv
   try:
     o = overrides()
+    if FLAGS.model == 'fig3':
+      models = [presets.build('densenet_40', **o, **fields) for fields in presets.FIG3.values()]
+      print('\n'.join(fig3_lines(models)))
+      return
     names = presets.names() if FLAGS.model == 'all' else [FLAGS.model]
     if FLAGS.model == 'all' and FLAGS.draw:
       raise ValueError('--draw needs one --model, not "all"')
     models = [presets.build(name, **o) for name in names]  # bad input fails before any output
+    for name, model in zip(names, models):
+      for line in dead_layer_warnings(name, model):
+        print(line, file=sys.stderr)
     if FLAGS.scan:
       for name, model in zip(names, models):
         print('\n'.join(schedule_lines(name, model)))

@@ -17,6 +17,7 @@ from absl import flags
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from sparsenet_jax import cli
+from sparsenet_jax.tools import sweep_models
 from sparsenet_jax.tools import sweeps
 from sparsenet_jax.training import record
 
@@ -71,11 +72,19 @@ def sweep_file(spec):
 
 
 def dry_run(runs, root):
+  """Every run's command, the parameters of the model it builds and its state; a run whose model does
+  not build stops the listing with exit code 2."""
   states = [record.status(os.path.join(root, r.name)) for r in runs]
   counts = ', '.join(f'{states.count(s)} {s}' for s in ('done', 'partial', 'new'))
   print(f'# {FLAGS.sweep}: {len(runs)} runs under {root} ({counts}), run from {REPO}')
   for run, state in zip(runs, states):
-    print(f'{shlex.join(sweeps.command(run, os.path.join(root, run.name)))}  # {state}')
+    try:
+      params = sweep_models.param_count(run.config, REPO, dict(run.overrides))
+    except (ValueError, KeyError, TypeError) as e:
+      print(f'error: run {run.name} does not build: {e}', file=sys.stderr)
+      sys.exit(2)
+    print(f'{shlex.join(sweeps.command(run, os.path.join(root, run.name)))}  # {params:,} params  # {state}',
+          flush=True)
 
 
 def write_slurm(runs, root):

@@ -173,3 +173,126 @@ def dense_rows(table: ConnectionTable, input_groups: int, stop: Optional[int] = 
   while count < stop and table[count] == tuple(range(input_groups + count)):
     count += 1
   return count
+
+
+# ----------------------------------------------------------------------------------------------------
+# Channel intervals: what a consumer reads as half-open ranges [start, stop) of the block's stacked
+# features (the block input's channels first, then k per layer, oldest first). Every network reads
+# through these; the group table above is their source whenever the block input is whole groups.
+#
+# The channel reading (the authors' scripts, docs/model.md section 1): a block input that is not a
+# multiple of k (DenseNet-40's 16-channel stem and 160-channel block inputs, made sparse for Fig. 1 and 3)
+# cannot be cut into equal groups. A `sparsenet` consumer that sees T channels then reads all of them
+# while T <= (path + 2) * k, else the oldest `far * k` and the newest `near * k` channels. No divisibility
+# is needed, and for inputs that are whole groups it is exactly the group reading.
+
+Interval = Tuple[int, int]
+ChannelRow = Tuple[Interval, ...]
+
+
+def merge(intervals: Sequence[Interval]) -> ChannelRow:
+  """Sorted, non-empty, touching intervals joined: (0, 4), (4, 8) -> (0, 8)."""
+  out = []
+  for a, b in sorted(i for i in intervals if i[1] > i[0]):
+    if out and a <= out[-1][1]:
+      out[-1] = (out[-1][0], max(out[-1][1], b))
+    else:
+      out.append((a, b))
+  return tuple(out)
+
+
+def group_intervals(row: Sequence[int], group_widths: Sequence[int]) -> ChannelRow:
+  """The channels of the groups `row` names, the groups having `group_widths` channels each."""
+  starts = [0]
+  for w in group_widths:
+    starts.append(starts[-1] + w)
+  return merge([(starts[g], starts[g + 1]) for g in row])
+
+
+def channel_sources(total: int, growth_rate: int, path: Optional[int],
+                    near: Optional[int] = None) -> ChannelRow:
+  """The channel reading of a `sparsenet` consumer that sees `total` channels."""
+  _check('total', total, 1)
+  if path is None or total <= (path + 2) * growth_rate:
+    return ((0, total),)
+  n = default_near(path) if near is None else near
+  far = path + 2 - n
+  return merge([(0, far * growth_rate), (total - n * growth_rate, total)])
+
+
+def channel_rows(input_width: int, num_layers: int, growth_rate: int, path: Optional[int],
+                 near: Optional[int] = None, pattern: str = 'sparsenet'
+                 ) -> Tuple[Tuple[ChannelRow, ...], ChannelRow]:
+  """(each layer's intervals, the transition's) for a block whose input has `input_width` channels.
+
+  Whole groups: the group table's groups as intervals. Otherwise a dense block reads everything, a
+  `sparsenet` block reads by channel counts (above), and any other pattern is refused by name.
+  """
+  _check('input_width', input_width, 1)
+  _check('growth_rate', growth_rate, 1)
+  k = growth_rate
+  if input_width % k == 0:
+    g0 = input_width // k
+    widths = [k] * (g0 + num_layers)
+    layers = tuple(group_intervals(r, widths) for r in block_table(g0, num_layers, path, near, pattern))
+    return layers, group_intervals(transition_sources(g0, num_layers, path, near, pattern), widths)
+  if pattern == 'dense' or (pattern == 'sparsenet' and path is None):
+    validate(1, num_layers, path, near, pattern)
+    return tuple(((0, input_width + i * k),) for i in range(num_layers)), ((0, input_width + num_layers * k),)
+  if pattern != 'sparsenet':
+    raise ValueError(f'a {pattern} block input must be a multiple of growth_rate={k} channels, got '
+                     f'{input_width}: only sparsenet and dense blocks read by channel counts')
+  validate(1, num_layers, path, near, pattern)
+  rows = tuple(channel_sources(input_width + i * k, k, path, near) for i in range(num_layers + 1))
+  return rows[:-1], rows[-1]
+
+
+def unread_layers(rows: Sequence[ChannelRow], output_row: ChannelRow, input_width: int,
+                  growth_rate: int) -> Tuple[int, ...]:
+  """0-based layers whose k output channels no later layer, transition or head reads (dead layers)."""
+  dead = []
+  for j in range(len(rows)):
+    lo, hi = input_width + j * growth_rate, input_width + (j + 1) * growth_rate
+    later = list(rows[j + 1:]) + [output_row]
+    if not any(a < hi and lo < b for row in later for a, b in row):
+      dead.append(j)
+  return tuple(dead)
+
+
+def channel_steady_state(rows: Sequence[ChannelRow], output_row: ChannelRow, input_width: int,
+                         growth_rate: int) -> Optional[SteadyState]:
+  """The scan shape of a channel-read block: the final rows (and the transition's) that read a fixed
+  prefix of `far * k` channels and the newest `near * k`, a window sliding by k; `far` and `near` in k.
+  Rows that read everything are left to the growing layers, as in `steady_state`."""
+  k = growth_rate
+  all_rows = list(rows) + [tuple(output_row)]
+
+  def shape(i):  # (prefix, window) channels of row i, or None if it reads everything or another shape
+    total, row = input_width + i * k, all_rows[i]
+    if row == ((0, total),):
+      return None
+    prefix = row[0][1] if row[0][0] == 0 else 0
+    window = total - row[-1][0] if row[-1][1] == total else 0
+    if merge([(0, prefix), (total - window, total)]) != row or prefix % k or window % k:
+      return None
+    return prefix, window
+
+  last = shape(len(rows))
+  if last is None:
+    return None
+  start = len(rows)
+  while start > 0 and shape(start - 1) == last:
+    start -= 1
+  if start == len(rows):
+    return None
+  return SteadyState(start, last[0] // k, last[1] // k)
+
+
+def channel_dense_rows(rows: Sequence[ChannelRow], input_width: int, growth_rate: int,
+                       stop: Optional[int] = None) -> int:
+  """How many leading rows (up to `stop`) read every channel: the growing layers."""
+  stop = len(rows) if stop is None else stop
+  count = 0
+  while count < stop and rows[count] == ((0, input_width + count * growth_rate),):
+    count += 1
+  return count

@@ -12,6 +12,10 @@ import jax.numpy as jnp
 
 # He-normal with fan-out, the init of the authors' code and of torchvision's DenseNet.
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+# "We initialize parameters as He does" (the paper) for the dense layers too: He normal with fan-in,
+# truncated (variance 2 / fan_in), the default of the authors' tensorpack FullyConnected (docs/model.md
+# section 6, reading 12). Biases start at zero.
+dense_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
 
 
 class Norm(nn.Module):
@@ -35,9 +39,14 @@ class _Base(nn.Module):
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
   conv_cls: Any = nn.Conv  # or kernels.ForwardVJPConv: same parameters, another backward pass
+  dropout: float = 0.0  # after every conv of a layer and a transition, while training (DenseNet's)
 
   def norm(self, name):
     return Norm(self.bn_momentum, self.bn_epsilon, self.axis_name, self.dtype, name=name)
+
+  def drop(self, x, train: bool):
+    """Dropout (rng stream 'dropout') after a conv while training; nothing at rate 0."""
+    return nn.Dropout(self.dropout, deterministic=not train)(x) if self.dropout else x
 
   def conv(self, features, size, name):
     return self.conv_cls(features, (size, size), padding='SAME', use_bias=self.conv_bias,
@@ -62,7 +71,7 @@ class BasicLayer(_Base):
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.relu(self.norm('bn1')(join(x), train))
-    return self.conv(self.growth_rate, 3, 'conv1')(x)
+    return self.drop(self.conv(self.growth_rate, 3, 'conv1')(x), train)
 
 
 class BottleneckLayer(_Base):
@@ -73,9 +82,9 @@ class BottleneckLayer(_Base):
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.relu(self.norm('bn1')(join(x), train))
-    x = self.conv(self.width * self.growth_rate, 1, 'conv1')(x)
+    x = self.drop(self.conv(self.width * self.growth_rate, 1, 'conv1')(x), train)
     x = nn.relu(self.norm('bn2')(x, train))
-    return self.conv(self.growth_rate, 3, 'conv2')(x)
+    return self.drop(self.conv(self.growth_rate, 3, 'conv2')(x), train)
 
 
 class Attention(_Base):
@@ -101,8 +110,8 @@ class SqueezeExcite(nn.Module):
     del train
     k = h.shape[-1]
     s = jnp.mean(h, axis=(1, 2))
-    s = nn.relu(nn.Dense(max(1, k // self.reduction), dtype=self.dtype, name='fc1')(s))
-    s = nn.sigmoid(nn.Dense(k, dtype=self.dtype, name='fc2')(s))
+    s = nn.relu(nn.Dense(max(1, k // self.reduction), kernel_init=dense_init, dtype=self.dtype, name='fc1')(s))
+    s = nn.sigmoid(nn.Dense(k, kernel_init=dense_init, dtype=self.dtype, name='fc2')(s))
     return h * s[:, None, None, :]
 
 
@@ -113,7 +122,7 @@ class Transition(_Base):
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.relu(self.norm('bn')(x, train))
-    x = self.conv(self.features, 1, 'conv')(x)
+    x = self.drop(self.conv(self.features, 1, 'conv')(x), train)
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 

@@ -24,13 +24,31 @@ from sparsenet_jax.model.spec import ModelSpec
 
 
 class BlockPlan(NamedTuple):
-  """The static shape of one block: its input, connection table, output groups and transition."""
+  """The static shape of one block: its input, connection table, output groups and transition.
+
+  `reads` / `output_reads` are what each layer / the transition reads as channel intervals of the
+  block's stacked features (`connectivity.channel_rows`): the network slices those. When the block input
+  is whole groups they are the table's groups; otherwise (`by_channels`) the input is kept whole as
+  piece 0, `table` names the pieces (input, then one per layer) a row touches, and the reads come from
+  the channel reading (docs/model.md section 1).
+  """
   input_width: int
-  input_groups: int      # the block input cut into this many groups (1 if kept whole, dense only)
+  input_groups: int      # the block input cut into this many groups (1 if kept whole)
   table: connectivity.ConnectionTable
   output_sources: Tuple[int, ...]  # what the transition (or the head) reads
   output_width: int
   transition_width: Optional[int]  # None after the last block
+  reads: Tuple[connectivity.ChannelRow, ...] = ()
+  output_reads: connectivity.ChannelRow = ()
+  by_channels: bool = False  # a sparse block whose input is not whole groups: read by channel counts
+
+
+def _pieces_touched(row: connectivity.ChannelRow, input_width: int, k: int) -> Tuple[int, ...]:
+  """The pieces (0: the block input, j + 1: layer j's output) a channel row reads any part of."""
+  total = max(b for _, b in row)
+  starts = [0] + list(range(input_width, total, k))
+  ends = starts[1:] + [total]
+  return tuple(p for p, (lo, hi) in enumerate(zip(starts, ends)) if any(a < hi and lo < b for a, b in row))
 
 
 def block_plans(spec: ModelSpec) -> Tuple[BlockPlan, ...]:
@@ -39,20 +57,30 @@ def block_plans(spec: ModelSpec) -> Tuple[BlockPlan, ...]:
   width = spec.stem_features or 2 * k
   plans = []
   for b, num_layers in enumerate(spec.blocks):
+    try:
+      reads, out_reads = connectivity.channel_rows(width, num_layers, k, spec.path, spec.near,
+                                                   spec.connectivity)
+    except ValueError as e:
+      raise ValueError(f'block {b + 1}: {e}') from None
+    by_channels = width % k != 0 and spec.connectivity != 'dense'
     if width % k == 0:
       input_groups = width // k
-    elif spec.connectivity == 'dense':
+      table = connectivity.block_table(input_groups, num_layers, spec.path, spec.near, spec.connectivity)
+      out = connectivity.transition_sources(input_groups, num_layers, spec.path, spec.near,
+                                            spec.connectivity)
+    elif not by_channels:  # a dense block keeps an indivisible input as one group
       input_groups = 1
+      table = connectivity.block_table(1, num_layers, None, None, 'dense')
+      out = connectivity.transition_sources(1, num_layers, None, None, 'dense')
     else:
-      raise ValueError(f'a {spec.connectivity} block input must be a multiple of growth_rate={k} channels, '
-                       f'got {width} before block {b + 1}; use compression="sparsenet" or a dense model')
-    table = connectivity.block_table(input_groups, num_layers, spec.path, spec.near, spec.connectivity)
-    out = connectivity.transition_sources(input_groups, num_layers, spec.path, spec.near, spec.connectivity)
-    group_widths = [width // input_groups] * input_groups + [k] * num_layers
-    out_width = sum(group_widths[g] for g in out)
+      input_groups = 1
+      table = tuple(_pieces_touched(r, width, k) for r in reads)
+      out = _pieces_touched(out_reads, width, k)
+    out_width = sum(b_ - a for a, b_ in out_reads)
+    groups_read = len(out) if not by_channels else -(-out_width // k)
     last = b + 1 == len(spec.blocks)
-    trans = None if last else layers.transition_features(spec.compression, out_width, len(out), k)
-    plans.append(BlockPlan(width, input_groups, table, out, out_width, trans))
+    trans = None if last else layers.transition_features(spec.compression, out_width, groups_read, k)
+    plans.append(BlockPlan(width, input_groups, table, out, out_width, trans, reads, out_reads, by_channels))
     width = trans
   return tuple(plans)
 
@@ -70,9 +98,15 @@ def block_schedule(plan: BlockPlan, spec: ModelSpec) -> List[Segment]:
   n = len(plan.table)
   if not spec.scan:
     return [Segment('layer', range(i, i + 1)) for i in range(n)]
-  steady = connectivity.steady_state(plan.table, plan.input_groups, plan.output_sources)
-  stop = steady.start if steady else n
-  grow = connectivity.dense_rows(plan.table, plan.input_groups, stop)
+  if plan.by_channels:  # the same shapes, read off the channel rows
+    k = spec.growth_rate
+    steady = connectivity.channel_steady_state(plan.reads, plan.output_reads, plan.input_width, k)
+    stop = steady.start if steady else n
+    grow = connectivity.channel_dense_rows(plan.reads, plan.input_width, k, stop)
+  else:
+    steady = connectivity.steady_state(plan.table, plan.input_groups, plan.output_sources)
+    stop = steady.start if steady else n
+    grow = connectivity.dense_rows(plan.table, plan.input_groups, stop)
   segments = []
   for s in range(0, grow, spec.scan_chunk):
     chunk = range(s, min(s + spec.scan_chunk, grow))
@@ -104,7 +138,8 @@ class LayerRunner(NamedTuple):
   def common(self):
     s = self.spec
     return dict(conv_bias=s.conv_bias, bn_momentum=s.bn_momentum, bn_epsilon=s.bn_epsilon,
-                axis_name=s.axis_name, dtype=jnp.dtype(s.dtype), conv_cls=kernels.conv_module(s.conv_impl))
+                axis_name=s.axis_name, dtype=jnp.dtype(s.dtype), conv_cls=kernels.conv_module(s.conv_impl),
+                dropout=s.dropout)
 
   def build(self, name: str):
     """The layer named `name` and its attention or None. Call inside a compact method."""
@@ -120,10 +155,11 @@ class LayerRunner(NamedTuple):
 
   def run(self, layer, attn, groups: Sequence[Any], train: bool, in_scan: bool = False):
     """The layer's output from its input groups. With remat, inside a scan `jax.checkpoint` (the loop
-    already orders the recomputation); unrolled, `spec.remat_impl`."""
+    already orders the recomputation); unrolled, `spec.remat_impl` (`jax.checkpoint` with dropout: the
+    tied recomputation applies saved variables and has no rng streams)."""
     if not self.spec.remat:
       h = layer(groups, train)
-    elif in_scan or kernels.remat_impl(self.spec.remat_impl) == 'checkpoint':
+    elif in_scan or self.spec.dropout or kernels.remat_impl(self.spec.remat_impl) == 'checkpoint':
       h = kernels.checkpointed(layer, groups, train)
     else:
       h = kernels.tied_recompute(layer, groups, train)
@@ -149,26 +185,29 @@ class SparseNet(nn.Module):
     if s.stem_relu:
       x = nn.relu(x)
     for b, plan in enumerate(self.plans()):
-      groups = split_groups(x, plan.input_groups)
+      groups = split_groups(x, plan.input_groups)  # the pieces of the stacked features
       window = None
       for segment in block_schedule(plan, s):
         name = segment_name(b, segment)
         if segment.kind == 'layer':
           i = segment.layers.start
           layer, attn = runner.build(name)
-          groups.append(runner.run(layer, attn, [groups[g] for g in plan.table[i]], train))
+          groups.append(runner.run(layer, attn, take(groups, plan.reads[i]), train))
         elif segment.kind == 'grow':
           names = [layer_name(b, i) for i in segment.layers]
           groups += scan.growing(self, runner, groups, names, train, name)
         else:
-          window = scan.steady(runner, groups, segment.far, segment.near, len(segment.layers), train, name)
-      x = window if window is not None else gather(groups, plan.output_sources)
+          k, total = s.growth_rate, sum(g.shape[-1] for g in groups)
+          prefix = take(groups, [(0, segment.far * k)])
+          recent = take(groups, [(total - segment.near * k, total)])
+          window = scan.steady(runner, prefix, recent, len(segment.layers), train, name)
+      x = window if window is not None else layers.join(take(groups, plan.output_reads))
       if plan.transition_width is not None:
         common = runner.common()
         x = layers.Transition(features=plan.transition_width, **common, name=f'transition{b + 1}')(x, train)
     x = nn.relu(layers.Norm(s.bn_momentum, s.bn_epsilon, s.axis_name, dtype, name='head_bn')(x, train))
     x = jnp.mean(x, axis=(1, 2))
-    x = nn.Dense(s.num_classes, dtype=dtype, name='classifier')(x)
+    x = nn.Dense(s.num_classes, kernel_init=layers.dense_init, dtype=dtype, name='classifier')(x)
     return x.astype(jnp.float32)
 
 
@@ -180,6 +219,20 @@ def split_groups(x, input_groups: int) -> List[Any]:
 
 def gather(groups: Sequence[Any], row: Sequence[int]):
   return layers.join([groups[g] for g in row])
+
+
+def take(pieces: Sequence[Any], intervals: Sequence[Tuple[int, int]]) -> List[Any]:
+  """The channels `intervals` name, from the stacked `pieces`, oldest first: whole pieces where an
+  interval covers them (so whole-group reads are exactly the groups), slices where it cuts one."""
+  out, start = [], 0
+  for piece in pieces:
+    stop = start + piece.shape[-1]
+    for a, b in intervals:
+      lo, hi = max(a, start), min(b, stop)
+      if lo < hi:
+        out.append(piece if (lo, hi) == (start, stop) else piece[..., lo - start:hi - start])
+    start = stop
+  return out
 
 
 def make(spec: Optional[ModelSpec] = None, **fields) -> SparseNet:

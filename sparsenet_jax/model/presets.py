@@ -55,6 +55,16 @@ PAPER_PARAMS.update({'densenet_bc_100': 0.8e6, 'densenet_bc_250': 15.3e6, 'dense
                      'densenet_40': 1.0e6})
 
 
+# The paper's Fig. 3 (docs/model.md section 5): DenseNet (k=12, L=40) against a wider SparseNet (k=16,
+# L=40, path 12) and a deeper one (k=12, L=64: 20 layers per block, path 12), at about the same size.
+# L counts the stem, the 3x3 convs of the blocks, two transitions and the classifier: 3 * 12 + 4 = 40.
+FIG3: Dict[str, Dict[str, object]] = {
+    'densenet_40': {},
+    'sparsenet_L40_k16_path12': dict(growth_rate=16, path=12),
+    'sparsenet_L64_k12_path12': dict(blocks=(20, 20, 20), path=12),
+}
+
+
 def names():
   return list(PRESETS)
 

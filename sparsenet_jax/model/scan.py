@@ -55,13 +55,15 @@ class GrowingLayer(nn.Module):
     return buffer, None
 
 
-def steady(runner, groups: Sequence[Any], far: int, near: int, length: int, train: bool, name: str):
-  """Runs `length` capped layers after `groups`; returns what the transition reads (prefix + window)."""
-  empty = groups[0][..., :0]
-  prefix = layers.join(list(groups[:far])) if far else empty
-  window = layers.join(list(groups[len(groups) - near:])) if near else empty
+def steady(runner, prefix: Sequence[Any], window: Sequence[Any], length: int, train: bool, name: str):
+  """Runs `length` capped layers after the block's features so far, given as the pieces of the fixed
+  prefix and of the newest window (either may be empty; the network slices both from the stack by
+  channels, so a window may start inside the block input); returns what the transition reads."""
+  empty = (list(prefix) + list(window))[0][..., :0]
+  prefix = layers.join(list(prefix)) if prefix else empty
+  window = layers.join(list(window)) if window else empty
   scanned = nn.scan(SteadyLayer, variable_axes={'params': 0, 'batch_stats': 0},
-                    split_rngs={'params': True}, in_axes=nn.broadcast, length=length)
+                    split_rngs={'params': True, 'dropout': True}, in_axes=nn.broadcast, length=length)
   window, _ = scanned(runner, train, name=name)(window, prefix)
   return layers.join([p for p in (prefix, window) if p.shape[-1]])
 
@@ -114,7 +116,7 @@ def growing(parent: nn.Module, runner, groups: List[Any], names: Sequence[str], 
     return cols
 
   scanned = nn.scan(GrowingLayer, variable_axes={'params': 0, 'batch_stats': 0},
-                    split_rngs={'params': True}, in_axes=0, length=len(names))
+                    split_rngs={'params': True, 'dropout': True}, in_axes=0, length=len(names))
   scanned = nn.map_variables(scanned, ['params', 'batch_stats'], trans_in_fn=stack, trans_out_fn=unstack,
                              init=parent.is_initializing(), mutable=True)
   zeros = jnp.zeros((*groups[0].shape[:-1], len(names) * k), groups[0].dtype)

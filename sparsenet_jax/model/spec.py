@@ -51,6 +51,8 @@ class ModelSpec:
   se_reduction: int = _field(8, ARCHITECTURE, 'squeeze-and-excitation reduction ratio')
   bn_momentum: float = _field(0.9, ARCHITECTURE, 'BatchNorm running-average momentum')
   bn_epsilon: float = _field(1e-3, ARCHITECTURE, 'BatchNorm epsilon')
+  dropout: float = _field(0.0, ARCHITECTURE, 'dropout rate after every conv but the stem while training '
+                                             '(DenseNet on data without augmentation: 0.2); 0: none')
   scan: bool = _field(False, LAYOUT, 'run capped and growing layers as scans (compile time flat in depth)')
   scan_chunk: int = _field(4, LAYOUT, 'growing layers per scan; 1 keeps them unrolled')
   remat: bool = _field(False, LAYOUT, 'recompute each layer in the backward pass')
@@ -168,7 +170,7 @@ def _validate(spec: ModelSpec) -> None:
   _choice('remat_impl', spec.remat_impl, REMAT_IMPLS)
   _choice('dtype', spec.dtype, DTYPES)
   _choice('connectivity', spec.connectivity, tuple(connectivity.PATTERNS))
-  for name in ('bn_momentum', 'bn_epsilon'):
+  for name in ('bn_momentum', 'bn_epsilon', 'dropout'):
     value = getattr(spec, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
       raise ValueError(f'{name} must be a number in [0, 1), got {value!r}')

@@ -27,18 +27,36 @@ def connection_matrix(table: Sequence[Sequence[int]], output_sources: Sequence[i
   return m
 
 
+def channel_matrix(reads: Sequence[Sequence[Tuple[int, int]]], output_reads: Sequence[Tuple[int, int]],
+                   input_width: int) -> np.ndarray:
+  """`connection_matrix` at channel resolution, for blocks read by channel counts (an input that is not
+  whole groups): rows the layers then the transition, columns the stacked channels, oldest first."""
+  rows = list(reads) + [output_reads]
+  total = max(b for row in rows for _, b in row)
+  m = np.zeros((len(rows), total), np.int8)
+  for r, row in enumerate(rows):
+    for a, b in row:
+      m[r, a:min(b, input_width)] = 1
+      m[r, max(a, input_width):b] = 2
+  return m
+
+
 def draw_connections(plans, title: str, filename: str) -> None:
-  """The picture of the paper's Fig. 2 and 5: one panel per block, layer x source group."""
+  """The picture of the paper's Fig. 2 and 5: one panel per block, layer x source group (x source
+  channel for a block whose input is not whole groups: it is read by channel counts)."""
   fig, axes = plt.subplots(1, len(plans), figsize=(4.2 * len(plans), 4.6), squeeze=False)
   cmap = matplotlib.colors.ListedColormap(['#f4f4f4', '#e6a23c', '#2b6cb0'])
   for b, (ax, plan) in enumerate(zip(axes[0], plans)):
-    m = connection_matrix(plan.table, plan.output_sources, plan.input_groups)
+    by_channels = getattr(plan, 'by_channels', False)
+    m = (channel_matrix(plan.reads, plan.output_reads, plan.input_width) if by_channels
+         else connection_matrix(plan.table, plan.output_sources, plan.input_groups))
     ax.imshow(m, cmap=cmap, vmin=0, vmax=2, interpolation='nearest', aspect='auto')
     ax.set_title(f'block {b + 1}: {len(plan.table)} layers, '
                  f'{sum(len(r) for r in plan.table)} connections', fontsize=9)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_xlabel('source group (oldest first)')
+    ax.set_xlabel('source channel (oldest first; read by channel counts)' if by_channels
+                  else 'source group (oldest first)')
     ax.set_ylabel('layer (last row: transition / head)')
   handles = [matplotlib.patches.Patch(color='#e6a23c', label='block input'),
              matplotlib.patches.Patch(color='#2b6cb0', label='earlier layer')]
@@ -126,9 +144,9 @@ def error_vs_cost(points: Sequence[Point], cost: str, filename: str) -> None:
 
 
 def attention_curves(series: Sequence[Tuple[str, Sequence[float], Sequence[float], Sequence[float]]],
-                     title: str, filename: str) -> None:
-  """The paper's Fig. 7: test error against epochs for each attention module, as
-  (label, epochs, mean error, std over seeds)."""
+                     title: str, filename: str, legend: str = 'attention') -> None:
+  """The paper's Fig. 7 (and Fig. 3, `legend='network'`): test error against epochs for each attention
+  module (network), as (label, epochs, mean error, std over seeds)."""
   fig, ax = plt.subplots(figsize=(6.4, 4.2))
   for label, epochs, mean, std in series:
     mean, std = np.asarray(mean), np.asarray(std)
@@ -138,7 +156,7 @@ def attention_curves(series: Sequence[Tuple[str, Sequence[float], Sequence[float
   ax.set_ylabel('test error (%)')
   ax.set_title(title, fontsize=9)
   ax.grid(alpha=0.3)
-  ax.legend(title='attention')
+  ax.legend(title=legend, fontsize=8)
   fig.tight_layout()
   fig.savefig(filename, dpi=90)
   plt.close(fig)
@@ -153,6 +171,43 @@ def drop_position(bars: Sequence[Tuple[str, float, float]], title: str, filename
   ax.set_ylabel('test error (%)')
   ax.set_title(title, fontsize=9)
   ax.grid(alpha=0.3, axis='y')
+  fig.tight_layout()
+  fig.savefig(filename, dpi=90)
+  plt.close(fig)
+
+
+class ConnectionPoint(NamedTuple):
+  """One group of Fig. 1: its connections (`path`; the dense run at the right end), final errors (%)."""
+  connections: int
+  label: str
+  test: float
+  test_std: float
+  train: Optional[float]  # the final model's error over the training set in eval mode; None if unknown
+  train_std: float
+
+
+def error_vs_connections(points: Sequence[ConnectionPoint], title: str, filename: str) -> None:
+  """The paper's Fig. 1: final test and training error against the connections per layer."""
+  points = sorted(points, key=lambda p: p.connections)
+  fig, ax = plt.subplots(figsize=(7.2, 4.2))
+  xs = [p.connections for p in points]
+  ax.errorbar(xs, [p.test for p in points], yerr=[p.test_std for p in points], marker='o', capsize=3,
+              color='C0', label='test error')
+  trained = [p for p in points if p.train is not None]
+  if trained:
+    ax.errorbar([p.connections for p in trained], [p.train for p in trained],
+                yerr=[p.train_std for p in trained], marker='s', capsize=3, color='C1', ls='--',
+                label='training error (eval mode)')
+  best = min(points, key=lambda p: p.test)
+  ax.annotate(f'lowest test: {best.test:.2f}%', (best.connections, best.test), textcoords='offset points',
+              xytext=(0, -16), ha='center', fontsize=8)
+  ax.set_xticks(xs)
+  ax.set_xticklabels([p.label for p in points], fontsize=7, rotation=45)
+  ax.set_xlabel('connections per layer (path); the last point is fully dense')
+  ax.set_ylabel('error (%)')
+  ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(filename, dpi=90)
   plt.close(fig)

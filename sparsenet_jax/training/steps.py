@@ -80,10 +80,13 @@ def make_mesh() -> jax.sharding.Mesh:
 def make_train_step(model, tx, schedule, mesh, mean, std, augment_kind: str):
   """A jitted step on a global batch of uint8 images; the train state is donated."""
 
-  def per_device(state: TrainState, x, labels):
+  def per_device(state: TrainState, x, labels, key):
+    # Dropout masks (model.spec.dropout > 0) differ per device, like the devices' examples.
+    dropout_key = jax.random.fold_in(jax.random.wrap_key_data(key), jax.lax.axis_index('data'))
+
     def loss_fn(params):
       logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, x,
-                                    train=True, mutable=['batch_stats'])
+                                    train=True, mutable=['batch_stats'], rngs={'dropout': dropout_key})
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
       return loss, (logits, updates['batch_stats'])
 
@@ -102,7 +105,7 @@ def make_train_step(model, tx, schedule, mesh, mean, std, augment_kind: str):
     return new_state, {'train_loss': jax.lax.pmean(loss, 'data'),
                        'train_accuracy': jax.lax.pmean(accuracy, 'data')}
 
-  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P('data'), P('data')),
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P('data'), P('data'), P()),
                           out_specs=(P(), P()))
 
   @functools.partial(jax.jit, donate_argnums=0)
@@ -111,7 +114,9 @@ def make_train_step(model, tx, schedule, mesh, mean, std, augment_kind: str):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     x = augment.preprocess(key, images, mean, std, augment_kind, train=True)
     x = jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P('data')))
-    new_state, metrics = sharded(state, x, labels)
+    # The dropout key, like the augmentation's, is a function of (state rng, step): resume stays exact.
+    dropout_key = jax.random.key_data(jax.random.fold_in(key, 1))
+    new_state, metrics = sharded(state, x, labels, dropout_key)
     metrics['learning_rate'] = schedule(state.step)
     return new_state, metrics
 

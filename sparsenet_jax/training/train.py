@@ -191,7 +191,10 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
            **steps.evaluate_split(eval_step, steps.variables(state), data.test, mesh,
                                   config.eval_batch_size)}
     if final:
-      row['final'] = True
+      # The paper's Fig. 1 plots training error too: the final model in eval mode over the training set
+      # (un-augmented, running BatchNorm statistics), as the test error is measured.
+      train = steps.evaluate_split(eval_step, steps.variables(state), data.train, mesh, config.eval_batch_size)
+      row.update(final_train_error=train['eval_error'], final_train_loss=train['eval_loss'], final=True)
     writer.write(row)
     return row
 
