@@ -56,4 +56,4 @@ def test_scan_says_which_layers_of_each_block_run_scanned():
 def test_image_size_must_be_positive():
   r = run('--model=sparsenet_v1', '--image_size=0')
   assert r.returncode == 2 and r.stdout == ''
-  assert r.stderr.strip().splitlines()[-1] == 'error: --image_size must be a positive integer, got 0'
+  assert r.stderr.strip().splitlines()[-1] == 'error: --image_size must be >= 1, got 0'

@@ -57,47 +57,36 @@ def first_line(e: Exception) -> str:
   return re.sub(r'(Error opening "\w+" driver: )+', '', text)
 
 
-class _DropClosedLoopTracebacks:
-  """sys.stderr, less the 'RuntimeError: Event loop is closed' tracebacks TensorStore prints (through
-  sys.stderr, a fragment per write, from several threads at once) when Orbax has closed its event loop
-  after a failed read while other reads were still in flight. Other output passes through."""
-
-  FRAGMENTS = ('    ', 'self._check_closed()', "raise RuntimeError('Event loop is closed')", 'RuntimeError', ': ')
-
-  def __init__(self, stream):
-    self.stream, self.open, self.newline = stream, 0, False
-
-  def write(self, text):
-    if text.startswith('Traceback (most recent call last)'):
-      self.open += 1
-      return len(text)
-    if self.open or self.newline:
-      if text == 'Event loop is closed':
-        self.open, self.newline = max(0, self.open - 1), True
-        return len(text)
-      if text == '\n' or text in self.FRAGMENTS or ('asyncio' in text and text.lstrip().startswith('File ')):
-        self.newline = self.newline and text != '\n'
-        return len(text)
-      if text.lstrip().startswith('File '):  # another traceback: shown whole
-        self.stream.write('Traceback (most recent call last):\n')
-      self.open, self.newline = 0, False
-    return self.stream.write(text)
-
-  def flush(self):
-    self.stream.flush()
-
-  def __getattr__(self, name):
-    return getattr(self.stream, name)
+def _closed_loop(exc_type, exc) -> bool:
+  return exc_type is RuntimeError and str(exc) == 'Event loop is closed'
 
 
 def quiet_closed_loop() -> None:
-  """A failed Orbax read is reported in one line, so the closed-loop tracebacks of the reads still in
-  flight (which arrive for a while after) and asyncio's 'Task exception was never retrieved' log lines
-  are dropped from the first restore on."""
+  """A failed Orbax read is reported in one line. The reads still in flight then find Orbax's event loop
+  closed, and TensorStore's threads report each as an exception ('RuntimeError: Event loop is closed')
+  for a while after: those reports, and asyncio's 'Task exception was never retrieved' log lines, are
+  dropped from the first restore on; every other exception is reported as before."""
   import logging
+  import threading
   logging.getLogger('asyncio').setLevel(logging.CRITICAL)
-  if not isinstance(sys.stderr, _DropClosedLoopTracebacks):
-    sys.stderr = _DropClosedLoopTracebacks(sys.stderr)
+  if getattr(sys.excepthook, 'drops_closed_loop', False):
+    return
+  excepthook, unraisablehook, threadhook = sys.excepthook, sys.unraisablehook, threading.excepthook
+
+  def on_exception(exc_type, exc, tb):
+    if not _closed_loop(exc_type, exc):
+      excepthook(exc_type, exc, tb)
+
+  def on_unraisable(args):
+    if not _closed_loop(args.exc_type, args.exc_value):
+      unraisablehook(args)
+
+  def on_thread(args):
+    if not _closed_loop(args.exc_type, args.exc_value):
+      threadhook(args)
+
+  on_exception.drops_closed_loop = True
+  sys.excepthook, sys.unraisablehook, threading.excepthook = on_exception, on_unraisable, on_thread
 
 
 def _name(path) -> str:
