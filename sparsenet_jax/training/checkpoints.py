@@ -192,7 +192,9 @@ def saved_spec(meta: Dict[str, Any]) -> ModelSpec:
 def convert(state: Any, src: ModelSpec, dst: ModelSpec, mesh) -> Any:
   """The train state (params, batch_stats and the optimiser's params-shaped moments) from the layout
   of `src` to that of `dst`, replicated over `mesh`; the same object when the layouts agree."""
-  if all(getattr(src, f) == getattr(dst, f) for f in ('scan', 'scan_chunk')) or (not src.scan and not dst.scan):
+  def shape(spec):  # what decides the variables' layout
+    return (spec.scan, spec.scan_chunk) if spec.scan else None
+  if shape(src) == shape(dst):
     return state
 
   def one(tree, like):

@@ -282,7 +282,7 @@ def evaluate(config, workdir: str, show=None) -> Dict[str, Any]:
   model, variables, meta = restore.restore_run(workdir)
   num_classes = model.spec.num_classes  # the checkpoint's, unless the config names a class count
   expect = spec if config.model.num_classes is not None else spec.replace(num_classes=num_classes)
-  checkpoints.check_architecture(model.spec, expect.replace(dtype=model.spec.dtype), meta['step'], workdir)
+  checkpoints.check_architecture(model.spec, expect, meta['step'], workdir)  # dtype is runtime
   model = network.make(model.spec.replace(dtype=spec.dtype))
   data = datasets.load(config.dataset)
   if data.test.labels.size and int(data.test.labels.max()) >= num_classes:
