@@ -15,8 +15,10 @@ model built from a config as training builds it (`config_validation.model_spec`)
 `configs/default.py` (`optimizer.from_config`: the paper's SGD, Nesterov 0.9, L2 1e-4 before it),
 `shard_map` over `steps.make_mesh()`, uint8 images augmented on the device, the train state donated.
 Compilation (trace, lowering, XLA) is excluded from the timing and reported as `compile_seconds`.
-The persistent compilation cache is on, but by default only after the first step compile, so that number
-is a real compile (`--nocold_compile` lets it load from the cache; `compile_cache_hit` says if it did).
+By default the persistent compilation cache is off (even when $JAX_COMPILATION_CACHE_DIR turns it on),
+so that number is a real compile; `--nocold_compile` lets steps load from the cache (`compile_cache_hit`
+says if one did). JAX decides at the process's first compile whether it uses the cache, so the choice
+holds for every row of a run.
 Every step is timed to completion (`block_until_ready`); the median step is reported. Peak memory is
 XLA's analysis of the compiled step, per device.
 
@@ -67,9 +69,10 @@ flags.DEFINE_bool('scan', False, 'Run the capped layers of each block as one sca
 flags.DEFINE_enum('augment', 'cifar', ['cifar', 'none'], "Train-step augmentation ('cifar': pad-4 crop, flip).")
 flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
 flags.DEFINE_integer('image_size', 32, 'Input height and width.')
-flags.DEFINE_string('compilation_cache_dir', os.path.expanduser('~/.cache/sparsenet_jax/xla'),
-                    'JAX persistent compilation cache; empty disables it.')
-flags.DEFINE_bool('cold_compile', True, 'Time the step compile with the persistent cache bypassed.')
+flags.DEFINE_string('compilation_cache_dir', os.environ.get('JAX_COMPILATION_CACHE_DIR') or
+                    os.path.expanduser('~/.cache/sparsenet_jax/xla'),
+                    'JAX persistent compilation cache, used with --nocold_compile; empty disables it.')
+flags.DEFINE_bool('cold_compile', True, 'Time real compiles: the persistent cache stays off.')
 flags.DEFINE_list('sweep_depth', None, 'Layers per block to sweep (3 equal blocks each), e.g. 8,16,24.')
 flags.DEFINE_list('sweep_models', ['sparsenet_bc_v1', 'densenet_bc_100'], 'Presets of --sweep_depth.')
 flags.DEFINE_string('plot', None, 'With --sweep_depth: write peak memory (and speed) vs depth here.')
@@ -95,9 +98,10 @@ def peak_memory(compiled):
   return int(total), int(m.temp_size_in_bytes)
 
 
-def enable_compilation_cache():
-  if FLAGS.compilation_cache_dir and not jax.config.jax_compilation_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
+def set_compilation_cache():
+  """Before the first compile, which fixes for the process whether JAX reads and writes the cache."""
+  use = FLAGS.compilation_cache_dir and not FLAGS.cold_compile
+  jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir if use else None)
 
 
 def check_flags(num_devices):
@@ -155,7 +159,6 @@ class Row:
     self.compiled = step.lower(*abstract).compile()
     compile_seconds = time.perf_counter() - start
     cache_hit = bool(_CACHE_HITS)
-    enable_compilation_cache()  # after the first step compile when --cold_compile: see the docstring
     peak, temp = peak_memory(self.compiled)
     self.mode, self.args, self.loss, self.times = mode, list(args), None, []
     self.flops = flops * (3 if mode == 'train' else 1)
@@ -265,8 +268,7 @@ def plot_sweep(rows, filename):
 
 def main(argv):
   del argv
-  if not FLAGS.cold_compile:
-    enable_compilation_cache()
+  set_compilation_cache()
   try:
     mesh = steps.make_mesh()
     check_flags(mesh.size)
