@@ -17,10 +17,8 @@ from absl import flags
 
 from sparsenet_jax import cli
 from sparsenet_jax.model import connectivity
-from sparsenet_jax.model import counting
-from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
-from sparsenet_jax.tools import plots
+# JAX, Flax and matplotlib load only once the flags are good: a bad flag costs a fraction of a second.
 
 flags.DEFINE_string('model', 'sparsenet_abc_v1', 'A preset name, "all", or "fig3" (the paper\'s Fig. 3 '
                     'networks, presets.FIG3, beside DenseNet-40).')
@@ -68,6 +66,7 @@ def overrides():
 def schedule_lines(name, model):
   """One line per block: which layers run scanned (padded growing chunks, the steady window) and which
   unrolled, as `model.scan=True` would run them."""
+  from sparsenet_jax.model import network  # pylint: disable=import-outside-toplevel
   spec = model.spec.replace(scan=True)
   lines = []
   for b, plan in enumerate(network.block_plans(spec)):
@@ -103,6 +102,7 @@ def dead_layer_warnings(name, model):
 
 def fig3_lines(models):
   """The paper's Fig. 3 networks side by side: blocks, k, path, parameters and their ratio to DenseNet-40."""
+  from sparsenet_jax.model import counting  # pylint: disable=import-outside-toplevel
   base = counting.param_count(models[0])
   lines = ['| Fig. 3 network | blocks | k | path | params | vs DenseNet-40 |', '|---|---|---:|---:|---:|---:|']
   for name, model in zip(presets.FIG3, models):
@@ -113,6 +113,7 @@ def fig3_lines(models):
 
 
 def row(name, model, o):
+  from sparsenet_jax.model import counting  # pylint: disable=import-outside-toplevel
   r = counting.summarize(model, (FLAGS.image_size, FLAGS.image_size, 3))
   paper = presets.PAPER_PARAMS[name] if model.spec == presets.get(name) else None
   return {'model': name, 'params': r['params'], 'flops': r['flops'], 'xla_flops': r['xla_flops'],
@@ -154,6 +155,7 @@ def main(argv):
       if FLAGS.draw:
         spec = model.spec
         shape = f'path={spec.path}, near={spec.near}' if spec.connectivity == 'sparsenet' else spec.connectivity
+        from sparsenet_jax.tools import plots  # pylint: disable=import-outside-toplevel
         plots.draw_connections(model.plans(), f'{name}: {shape}', FLAGS.draw)
         print(f'wrote {FLAGS.draw}', file=sys.stderr)
   except (ValueError, OSError) as e:

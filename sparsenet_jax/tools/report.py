@@ -19,13 +19,11 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Seq
 
 import numpy as np
 
-from sparsenet_jax.model import counting
-from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.model.spec import ModelSpec
-from sparsenet_jax.training import checkpoints
 from sparsenet_jax.training import record
-from sparsenet_jax.training import restore
+# counting, network, checkpoints and restore (JAX) are imported where a cost is computed: reading runs and
+# grouping them, and `launch/sweep.py` checking its flags, need no JAX.
 
 # docs/model.md section 5, the paper's Table 2: final-epoch test error (%) per preset and dataset.
 PAPER_ERRORS: Dict[str, Dict[str, float]] = {
@@ -277,6 +275,7 @@ def group_runs(runs: Sequence[Run]) -> List[Group]:
 
 @functools.lru_cache(maxsize=None)
 def _cost(spec: ModelSpec, image_shape: Tuple[int, ...]) -> Tuple[int, int]:
+  from sparsenet_jax.model import counting, network  # pylint: disable=import-outside-toplevel
   summary = counting.summarize(network.make(spec.canonical()), image_shape, with_xla=False)
   return summary['params'], summary['flops']
 
@@ -284,6 +283,7 @@ def _cost(spec: ModelSpec, image_shape: Tuple[int, ...]) -> Tuple[int, int]:
 def cost(group: Group) -> Optional[Tuple[int, int]]:
   """(params, FLOPs per image) of the group's model: from a checkpoint's record of what was trained,
   else from the config when the dataset's image shape is fixed; None if neither says."""
+  from sparsenet_jax.training import checkpoints, restore  # pylint: disable=import-outside-toplevel
   for run in group.runs:
     if record.has_checkpoints(run.workdir):
       try:
