@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, cpu_env
 
 KEYS = {'model', 'batch_size', 'devices', 'mode', 'images_per_sec', 'step_ms_median', 'compile_seconds',
         'flops_per_image', 'achieved_gflops', 'peak_memory_bytes', 'params', 'conv_impl', 'remat_impl'}
 BENCH = os.path.join(ROOT, 'launch', 'bench.py')
-ENV = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=4')
+ENV = cpu_env(devices=4)
 TINY = ('--model=sparsenet_bc_v1', '--blocks=1,2,1', '--batch_size=4', '--image_size=8', '--steps=1',
-        '--json', '--compilation_cache_dir=')
+        '--json', '--nocold_compile')  # the tests' shared compilation cache (conftest.py)
 # Runs bench.py as __main__ with steps.make_train_step / make_eval_step wrapped, so that every step it
 # lowers is known to come from them; the last stdout line lists them.
 SPY = r'''
@@ -51,6 +51,7 @@ def run_bench(*args):
   return rows, spied['lowered']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args,step', [((), 'make_train_step'),
                                        (('--mode=eval', '--precision=bf16', '--remat', '--scan'),
                                         'make_eval_step')], ids=['train', 'eval_bf16_remat_scan'])
@@ -64,6 +65,7 @@ def test_bench_times_the_training_codes_step_and_reports_every_key(args, step):
   assert row['final_loss'] > 0
 
 
+@pytest.mark.slow
 def test_round_robin_times_every_row_with_its_own_options():
   rows, lowered = run_bench('--model=sparsenet_bc_v1:xla,sparsenet_bc_v1:scan:tied', '--mode=train,eval',
                             '--rounds=2')

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, cpu_env
 
 DIGITS = '--config=' + os.path.join(ROOT, 'configs', 'digits.py')
 C10 = '--config=' + os.path.join(ROOT, 'configs', 'cifar10_v1.py')
@@ -84,11 +84,11 @@ def cases(tmp):
 
 
 def _run(script, args, cwd):
-  env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
   return subprocess.run([sys.executable, os.path.join(ROOT, 'launch', script), *args], capture_output=True,
-                        text=True, env=env, timeout=300, cwd=cwd)
+                        text=True, env=cpu_env(), timeout=300, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_every_cli_refuses_nonsense_in_one_line(tmp_path):
   tmp = str(tmp_path)
   open(os.path.join(tmp, 'a_file'), 'w').write('not a directory, not a model')

@@ -13,7 +13,7 @@ import chex
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, cpu_env
 from download_fixtures import Server, archives, cfg, leftovers, load_error, serve, svhn_files
 from sparsenet_jax.data import cifar_svhn
 from sparsenet_jax.data import datasets
@@ -186,7 +186,7 @@ def _table_json(name, table):
 
 
 def _env():
-  return dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
+  return cpu_env()
 
 
 def test_two_processes_one_download(server, monkeypatch, tmp_path):
@@ -256,6 +256,7 @@ def test_cli_mirror_with_the_wrong_file_exits_2_and_caches_nothing(server, tmp_p
   assert leftovers(tmp_path / 'd') == []
 
 
+@pytest.mark.slow
 def test_cli_trains_on_first_use_through_a_mirror(server, monkeypatch, tmp_path):
   """The headline command on a fresh machine, on a tiny CIFAR-10 archive served by the mirror."""
   files, _, _ = archives('cifar10')

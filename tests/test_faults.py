@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, cpu_env
 from configs import default
 from sparsenet_jax.training import config_validation
 
@@ -25,7 +25,7 @@ TINY = [DIGITS, '--config.model.growth_rate=4', '--config.model.blocks=(2,3)', '
 
 
 def _env():
-  return dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
+  return cpu_env()
 
 
 def run(*args, timeout=400):
@@ -69,6 +69,7 @@ def wait_for(predicate, proc, timeout=300):
     time.sleep(0.002)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
 def test_preemption_saves_and_the_same_command_resumes(tmp_path, reference, sig):
   workdir = str(tmp_path)
@@ -91,6 +92,7 @@ def test_preemption_saves_and_the_same_command_resumes(tmp_path, reference, sig)
   assert got['eval_loss'] == pytest.approx(reference['eval_loss'], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_save_resumes_from_the_last_complete_checkpoint(tmp_path, reference):
   workdir = str(tmp_path)
   ckpt = os.path.join(workdir, 'checkpoints')
@@ -108,6 +110,7 @@ def test_kill_9_during_a_save_resumes_from_the_last_complete_checkpoint(tmp_path
   assert final(workdir)['eval_loss'] == pytest.approx(reference['eval_loss'], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_half_written_checkpoint_is_never_restored(tmp_path, reference):
   workdir = str(tmp_path)
   r = run(*TINY, f'--workdir={workdir}', '--config.num_train_steps=23')

@@ -8,8 +8,9 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
-from conftest import ROOT, build
+from conftest import ROOT, build, cpu_env
 from configs import digits
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.model import network
@@ -27,10 +28,8 @@ def _free_port():
 
 
 def _main(workdir, devices, *extra):
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}' if devices > 1 else '')
   return subprocess.Popen([sys.executable, os.path.join(ROOT, 'launch', 'main.py'), *ARGS,
-                           f'--workdir={workdir}', *extra], env=env, stdout=subprocess.PIPE,
+                           f'--workdir={workdir}', *extra], env=cpu_env(devices), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
 
 
@@ -51,6 +50,7 @@ def _params(workdir):
   return state.params
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_two_devices(tmp_path):
   port = _free_port()
   procs = [_main(tmp_path / 'multi', 1, f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
@@ -78,12 +78,12 @@ LONG = ARGS[:4] + ['--config.num_epochs=4', '--config.log_every_steps=5', '--con
 def _pair(workdir):
   """Two processes of one run, one CPU device each."""
   port = _free_port()
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
   return [subprocess.Popen([sys.executable, os.path.join(ROOT, 'launch', 'main.py'), *LONG, f'--workdir={workdir}',
                             f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+                           env=cpu_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_process_stops_both_at_the_same_step_and_resumes_exactly(tmp_path):
   """Only process 1 is signalled; JAX's preemption service tells process 0, both save the same step
   (one collective Orbax save), exit 143, and the same command finishes with the uninterrupted run's
@@ -105,7 +105,6 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_and_resumes_exactly(
   procs[1].send_signal(signal.SIGTERM)
   outs = [p.communicate(timeout=300)[0] for p in procs]
   if all(p.returncode == 0 for p in procs):
-    import pytest
     pytest.skip('the run finished before the signal arrived')
   assert [p.returncode for p in procs] == [143, 143], outs[0][-2000:] + outs[1][-2000:]
   saved = [re.search(r'saved checkpoint at step (\d+)', o) for o in outs]

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, cpu_env
 from test_faults import TINY, checkpoint_steps, final, run
 
 
@@ -61,7 +61,7 @@ def test_training_longer_is_recorded_as_a_start_and_shown_by_the_report(finished
   assert json.load(open(os.path.join(workdir, 'config.json')))['num_epochs'] == 5.0
   out = str(tmp_path / 'report')
   r = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'report.py'), f'--workdir={workdir}',
-                      f'--out={out}'], capture_output=True, text=True, env=dict(os.environ, XLA_FLAGS=''))
+                      f'--out={out}'], capture_output=True, text=True, env=cpu_env())
   assert r.returncode == 0, r.stderr
   page = open(os.path.join(out, 'report.md')).read()
   assert '`run` from step 92: log_every_steps 5 -> 7, num_epochs 4.0 -> 5.0' in page
@@ -79,7 +79,7 @@ def test_eval_shows_its_result_before_a_failed_write(finished, tmp_path):
 
 def _export(*args):
   return subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'export.py'), *args], capture_output=True,
-                        text=True, env=dict(os.environ, XLA_FLAGS=''), timeout=300)
+                        text=True, env=cpu_env(), timeout=300)
 
 
 def test_export_replaces_only_its_own_file(finished, tmp_path):
@@ -107,7 +107,7 @@ def test_report_skips_an_unreadable_run_and_carries_on(finished, tmp_path):
   (root / 'broken').mkdir(parents=True)
   (root / 'broken' / 'config.json').write_text('{"num_epochs": ')
   r = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'report.py'), f'--workdir={root}'],
-                     capture_output=True, text=True, env=dict(os.environ, XLA_FLAGS=''), timeout=300)
+                     capture_output=True, text=True, env=cpu_env(), timeout=300)
   assert r.returncode == 0, r.stderr
   lines = r.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith(f'skipped {root}/broken: cannot read its config.json')

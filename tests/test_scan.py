@@ -78,6 +78,7 @@ def test_scan_matches_unrolled(variant):
   _close(updates, layout.to_unrolled(scanned.spec, updates_s))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('variant', ['bc_attention_two_blocks', 'densenet_growing_chunks'])
 def test_scan_gradients_match_unrolled(variant):
   hp = {**TINY, **VARIANTS[variant]}
@@ -88,8 +89,12 @@ def test_scan_gradients_match_unrolled(variant):
   (loss, _), grads = _train_step(unrolled, x, y)(v['params'], v['batch_stats'])
   (loss_s, _), grads_s = _train_step(scanned, x, y)(vs['params'], vs['batch_stats'])
   _close(loss, loss_s)
-  # float32 sums in another order through two blocks of convolutions: rounding, not wiring
-  _close(grads, layout.to_unrolled(scanned.spec, {'params': grads_s})['params'], rtol=5e-4)
+  # float32 sums in another order through two blocks of convolutions: rounding, not wiring. Rounding is
+  # relative to the magnitudes summed, so the bound is too: 1e-3 of each leaf's largest entry (a wiring
+  # error is of the order of the entries themselves).
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(v, u, rtol=0, atol=1e-3 * float(np.abs(u).max()) + 1e-5),
+               jax.tree.map(np.asarray, grads),
+               jax.tree.map(np.asarray, layout.to_unrolled(scanned.spec, {'params': grads_s})['params']))
 
 
 def test_growing_layers_scan_in_chunks_with_unpadded_variables():
@@ -138,6 +143,7 @@ def test_remat_gives_the_same_loss_and_gradients(hp):
   _close(grads, grads_r)
 
 
+@pytest.mark.slow
 def test_remat_cuts_the_compiled_peak_memory_of_a_dense_block():
   """XLA's own memory analysis of the train step (no timing): remat must free the concatenations.
 

@@ -4,17 +4,19 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, cpu_env
 
 
 def run(*args):
-  env = dict(os.environ, XLA_FLAGS='')
   return subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'summary.py'), *args],
-                        capture_output=True, text=True, env=env, timeout=300)
+                        capture_output=True, text=True, env=cpu_env(), timeout=300)
 
 
+@pytest.mark.slow
 def test_all_presets_as_json():
   r = run('--model=all', '--json')
   assert r.returncode == 0, r.stderr
