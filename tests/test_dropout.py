@@ -28,14 +28,15 @@ def test_densenet_recipe_sets_dropout_only_without_augmentation():
   assert (c10.num_epochs, tuple(c10.lr_boundaries_epochs), c10.batch_size) == (300.0, (150.0, 225.0), 64)
 
 
+@pytest.mark.slow
 def test_train_mode_drops_eval_mode_does_not():
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
   plain, dropped = network.make(**TINY), network.make(**TINY, dropout=0.5)
-  v = plain.init(jax.random.key(1), x)
-  np.testing.assert_array_equal(plain.apply(v, x), dropped.apply(v, x))
-  a, _ = dropped.apply(v, x, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(2)})
-  b, _ = dropped.apply(v, x, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(3)})
-  assert not np.allclose(a, b)
+  v = jax.jit(lambda x: plain.init(jax.random.key(1), x))(x)  # jitted: eager passes compile op by op
+  evaluate = jax.jit(lambda model, v: model.apply(v, x), static_argnums=0)
+  np.testing.assert_array_equal(evaluate(plain, v), evaluate(dropped, v))
+  train = jax.jit(lambda key: dropped.apply(v, x, train=True, mutable=['batch_stats'], rngs={'dropout': key})[0])
+  assert not np.allclose(train(jax.random.key(2)), train(jax.random.key(3)))
   scanned = network.make(**TINY, dropout=0.5, scan=True, remat=True)  # scans and remat carry the stream
   vs = jax.jit(lambda x: scanned.init(jax.random.key(1), x))(x)
   grads = jax.jit(jax.grad(lambda p: scanned.apply({**vs, 'params': p}, x, train=True, mutable=['batch_stats'],
@@ -55,9 +56,10 @@ def test_train_step_dropout_is_a_function_of_state_and_step():
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   batch = (jax.device_put(images, sharding), jax.device_put(labels, sharding))
 
-  def run(at_step):
-    state = steps.create_train_state(0, model, tx, (8, 8, 3), mesh)
-    state = state.replace(step=jnp.asarray(at_step, jnp.int32))
+  initial = steps.create_train_state(0, model, tx, (8, 8, 3), mesh)
+
+  def run(at_step):  # the step donates its state: each call gets a copy
+    state = jax.tree.map(jnp.copy, initial).replace(step=jnp.asarray(at_step, jnp.int32))
     return step(state, *batch)[1]['train_loss']
   assert float(run(0)) == float(run(0))
   assert float(run(0)) != float(run(1))

@@ -45,6 +45,7 @@ def truncate(workdir, step):
     open(f, 'wb').write(data[:len(data) // 2])
 
 
+@pytest.mark.slow
 def test_flipped_byte_is_detected_and_the_previous_checkpoint_is_used(trained, tmp_path):
   workdir = _copy(trained, tmp_path)
   last, previous = checkpoint_steps(workdir)[-1], checkpoint_steps(workdir)[-2]

@@ -1,4 +1,5 @@
 """Presets against the paper's Table 1 and 3, shapes of every preset, and real passes of the small ones."""
+import functools
 import json
 
 import jax
@@ -24,21 +25,27 @@ GOLDEN_PARAMS = {  # docs/model.md section 3, exact
 }
 
 
+@functools.lru_cache(maxsize=None)
+def preset_params(name):
+  """Counted once per preset for the three tests below (an abstract init of densenet_bc_250 takes seconds)."""
+  return counting.param_count(presets.build(name))
+
+
 @pytest.mark.parametrize('name,expected', sorted(GOLDEN_PARAMS.items()))
 def test_golden_parameter_counts(name, expected):
-  assert counting.param_count(presets.build(name)) == expected
+  assert preset_params(name) == expected
 
 
 @pytest.mark.parametrize('name', [n for n in presets.names() if n.startswith('sparsenet')])
 def test_sparsenet_presets_within_half_a_percent_of_table_1(name):
-  params = counting.param_count(presets.build(name))
+  params = preset_params(name)
   assert abs(params / presets.PAPER_PARAMS[name] - 1) <= 0.005
 
 
 @pytest.mark.parametrize('name', [n for n in presets.names() if n.startswith('densenet')])
 def test_densenet_presets_match_the_printed_figure(name):
   # The DenseNet papers print 0.8M, 1.0M: one decimal, so agreement is at that precision.
-  params = counting.param_count(presets.build(name))
+  params = preset_params(name)
   paper = presets.PAPER_PARAMS[name]
   assert round(params / 1e6, 1) == pytest.approx(paper / 1e6)
 
@@ -70,7 +77,11 @@ def test_every_preset_output_shape(name):
   assert out.shape == (2, 100) and out.dtype == jnp.float32
 
 
-@pytest.mark.parametrize('name', ['sparsenet_v1', 'sparsenet_bc_v1', 'sparsenet_abc_v1', 'densenet_bc_100'])
+# The paper's two layer kinds at full depth: the plain layer (V1) and bottleneck + compression +
+# attention (ABC-V1, a superset of BC-V1's code path). Dense connectivity's gradients are checked on a
+# small DenseNet in test_scan.py; every preset's shapes above. Compiling these two is most of the cost.
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['sparsenet_v1', 'sparsenet_abc_v1'])
 def test_forward_and_backward_pass(name):
   model = presets.build(name)
   x = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))  # two transitions: 16 -> 8 -> 4

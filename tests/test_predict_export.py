@@ -67,6 +67,7 @@ def labels_of(paths):
   return [CLASSES.index(os.path.basename(os.path.dirname(p))) for p in paths]
 
 
+@pytest.mark.slow
 def test_predict_prints_top5_with_class_names(run):
   workdir, _, final, TEST_IMAGES = run
   text = cli('launch/predict.py', f'--workdir={workdir}', *TEST_IMAGES)

@@ -201,6 +201,7 @@ def real_runs(tmp_path_factory):
   return root, finals
 
 
+@pytest.mark.slow
 def test_report_of_real_runs(real_runs, tmp_path):
   root, finals = real_runs
   out = tmp_path / 'report'

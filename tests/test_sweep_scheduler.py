@@ -18,6 +18,7 @@ from sparsenet_jax.training import record
 FAKE_TRAINER = '''
 import json, os, sys, time
 workdir, name = sys.argv[1], os.path.basename(sys.argv[1])
+wait_s = float(sys.argv[2]) if len(sys.argv) > 2 else 30
 root = os.path.dirname(workdir)
 os.makedirs(workdir, exist_ok=True)
 with open(os.path.join(workdir, 'config.json'), 'w') as f:
@@ -27,7 +28,7 @@ with open(os.path.join(root, 'calls.jsonl'), 'a') as f:
                       'resumed': os.path.exists(os.path.join(workdir, 'checkpoint'))}) + '\\n')
 open(os.path.join(root, name + '.started'), 'w').close()
 if name.endswith('together'):  # wait for the other run: passes only if both run at once
-  deadline = time.time() + 30
+  deadline = time.time() + wait_s
   while len([f for f in os.listdir(root) if f.endswith('.started')]) < 2:
     if time.time() > deadline:
       sys.exit(5)
@@ -73,7 +74,8 @@ def test_scheduler_runs_two_at_once_each_on_its_own_gpu(tmp_path, fake_trainer):
 def test_one_slot_runs_one_at_a_time(tmp_path, fake_trainer):
   root = str(tmp_path / 'sweep')
   runs = [sweeps.Run('a_together', 'c.py'), sweeps.Run('b_together', 'c.py')]
-  results = sweeps.run_local(runs, root, sweeps.slots(1, 1, []), fake_trainer, echo=lambda _: None,
+  waits_3_s = lambda run, workdir: fake_trainer(run, workdir) + ['3']  # alone, the first run gives up
+  results = sweeps.run_local(runs, root, sweeps.slots(1, 1, []), waits_3_s, echo=lambda _: None,
                              poll_s=0.05)
   assert results['a_together'].outcome == 'failed' and results['a_together'].returncode == 5
 

@@ -100,6 +100,7 @@ TABLE2 = {
 }
 
 
+@pytest.mark.slow
 def test_table2_dry_run_lists_every_cell(tmp_path):
   cells = {f'{dataset}_{row}' for row, errors in TABLE2.items()
            for dataset, error in zip(('cifar10', 'cifar100', 'svhn'), errors) if error is not None}
@@ -217,6 +218,7 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
 
 # The local scheduler, on a fake trainer.
 
+@pytest.mark.slow
 def test_fig11_sweep_keeps_models_near_1m(tmp_path):
   r = sweep_cli('--sweep=configs/sweeps/fig11.py:layers=28', f'--workdir={tmp_path}', '--dry_run')
   assert r.returncode == 0, r.stderr
@@ -228,6 +230,7 @@ def test_fig11_sweep_keeps_models_near_1m(tmp_path):
 
 # The real trainer: two digits runs at once on CPU, then skipped.
 
+@pytest.mark.slow
 def test_digits_sweep_runs_concurrently_then_skips(tmp_path):
   args = ('--sweep=configs/sweeps/digits.py', f'--workdir={tmp_path}', '--max_parallel=2')
   r = sweep_cli(*args)
