@@ -130,6 +130,11 @@ def test_scan_keeps_parameter_counts(name):
   assert counting.param_count(presets.build(name, scan=True)) == counting.param_count(presets.build(name))
 
 
+def test_a_scanned_model_counts_the_flops_of_every_layer():
+  """FLOPs are counted per layer call, and a scan traces its body once: the count is the unrolled one."""
+  assert counting.flops(network.make(**TINY, scan=True)) == counting.flops(network.make(**TINY)) > 0
+
+
 @pytest.mark.parametrize('hp', [dict(blocks=(4,), path=None, bottleneck=True, compression='half'),
                                 dict(blocks=(6,), bottleneck=True, scan=True)], ids=['densenet', 'scanned'])
 def test_remat_gives_the_same_loss_and_gradients(hp):

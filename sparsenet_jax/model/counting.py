@@ -26,8 +26,8 @@ def param_count(model: nn.Module, input_shape: Tuple[int, ...] = DEFAULT_INPUT) 
   return sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))
 
 
-def _forward_counting(model: nn.Module, total: list):
-  """The forward pass, appending 2 x MACs of each nn.Conv / nn.Dense call to `total` as it traces."""
+def _counting(total: list):
+  """A method interceptor appending 2 x MACs of each nn.Conv / nn.Dense call to `total` as it traces."""
   def count(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     if context.method_name == '__call__' and isinstance(context.module, (nn.Conv, nn.Dense)):
@@ -35,11 +35,7 @@ def _forward_counting(model: nn.Module, total: list):
       positions = math.prod(out.shape[1:-1])  # output pixels per image; 1 for a dense layer
       total.append(2 * positions * math.prod(kernel.shape))
     return out
-
-  def forward(variables, x):
-    with nn.intercept_methods(count):
-      return model.apply(variables, x, train=False)
-  return forward
+  return count
 
 
 def flops(model: nn.Module, input_shape: Tuple[int, ...] = DEFAULT_INPUT) -> int:
@@ -51,20 +47,25 @@ def summarize(model: nn.Module, input_shape: Tuple[int, ...] = DEFAULT_INPUT,
               with_xla: bool = True) -> Dict[str, float]:
   """params, flops and (with_xla) xla_flops, XLA's cost analysis of the same lowered forward pass.
 
-  One abstract init and one trace of the forward pass per model, so `--model=all` stays fast.
+  The FLOPs are counted while the abstract init traces the forward pass (init runs every layer once, as
+  the unrolled forward pass does), so without XLA's analysis a model costs one trace.
   """
-  variables = abstract_variables(model, input_shape)
-  params = sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))
+  spec = getattr(model, 'spec', None)
+  if spec is not None and spec.scan:  # a scan traces its body once: count the same function unrolled
+    model = model.clone(spec=spec.replace(scan=False))
   x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
   total = []
-  forward = _forward_counting(model, total)
-  result = {'params': params}
+
+  def init(x):
+    with nn.intercept_methods(_counting(total)):
+      return model.init(jax.random.key(0), x, train=False)
+  variables = jax.eval_shape(init, x)
+  result = {'params': sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params'])),
+            'flops': sum(total)}
   if with_xla:
+    forward = lambda variables, x: model.apply(variables, x, train=False)
     analysis = jax.jit(forward).lower(variables, x).cost_analysis()
     if isinstance(analysis, (list, tuple)):
       analysis = analysis[0]
     result['xla_flops'] = float(analysis.get('flops', float('nan')))
-  else:
-    jax.eval_shape(forward, variables, x)
-  result['flops'] = sum(total)
   return result
