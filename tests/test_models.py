@@ -72,8 +72,8 @@ def test_flops_of_a_single_conv_by_hand():
 def test_every_preset_output_shape(name):
   model = presets.build(name, num_classes=100)
   x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
-  variables = counting.abstract_variables(model)
-  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  # init runs the forward pass: one abstract trace gives the variables and the logits
+  out, _ = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False), x)
   assert out.shape == (2, 100) and out.dtype == jnp.float32
 
 
