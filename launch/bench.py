@@ -27,7 +27,6 @@ A model may carry options after colons, which override the flags for that row: `
 `densenet_bc_100:remat:tied`. Without them the kernels are 'auto', the backend's choice.
 """
 import json
-import os
 import statistics
 import sys
 import time
@@ -69,8 +68,7 @@ flags.DEFINE_bool('scan', False, 'Run the capped layers of each block as one sca
 flags.DEFINE_enum('augment', 'cifar', ['cifar', 'none'], "Train-step augmentation ('cifar': pad-4 crop, flip).")
 flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
 flags.DEFINE_integer('image_size', 32, 'Input height and width.')
-flags.DEFINE_string('compilation_cache_dir', os.environ.get('JAX_COMPILATION_CACHE_DIR') or
-                    os.path.expanduser('~/.cache/sparsenet_jax/xla'),
+flags.DEFINE_string('compilation_cache_dir', cli.COMPILATION_CACHE,
                     'JAX persistent compilation cache, used with --nocold_compile; empty disables it.')
 flags.DEFINE_bool('cold_compile', True, 'Time real compiles: the persistent cache stays off.')
 flags.DEFINE_list('sweep_depth', None, 'Layers per block to sweep (3 equal blocks each), e.g. 8,16,24.')
@@ -197,14 +195,14 @@ def make_rows(config, spec, mesh):
   tx, schedule = optimizer.from_config(config, max(1, CIFAR_TRAIN_SIZE // FLAGS.batch_size))
   state = steps.create_train_state(config.seed, model, tx, shape, mesh)
   images, labels, mask = synthetic_batch(mesh, shape)
-  # A scan body is traced once: count FLOPs on the unrolled model, the same function.
-  flops = counting.flops(network.make(spec.replace(scan=False)), shape)
+  cost = counting.summarize(model, shape, with_xla=False)  # scanned models are counted unrolled
+  flops = cost['flops']
   info = {'model': config.model.name, 'blocks': list(spec.blocks), 'batch_size': FLAGS.batch_size,
           'devices': mesh.size, 'device': jax.devices()[0].device_kind, 'precision': config.precision,
           'remat': spec.remat, 'scan': spec.scan, 'conv_impl': spec.conv_impl, 'remat_impl': spec.remat_impl,
           'conv_kernel': kernels.resolve(spec.conv_impl, 'forward_vjp', 'xla'),
           'remat_kernel': kernels.remat_impl(spec.remat_impl) if spec.remat else None,
-          'optimizer': config.optimizer.name, 'params': counting.param_count(model, shape)}
+          'optimizer': config.optimizer.name, 'params': cost['params']}
   rows = []
   for mode in FLAGS.mode:
     if mode == 'train':

@@ -26,8 +26,7 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes if possibl
                   'checkpoint on the configured test split.')
 flags.DEFINE_bool('extend', False, 'Train a finished run further: needed when a finished workdir is '
                   'started again with a longer num_epochs / num_train_steps.')
-flags.DEFINE_string('compilation_cache', os.environ.get('JAX_COMPILATION_CACHE_DIR') or
-                    os.path.expanduser('~/.cache/sparsenet_jax/xla'),
+flags.DEFINE_string('compilation_cache', cli.COMPILATION_CACHE,
                     'Persistent XLA compilation cache directory ("" disables it); $JAX_COMPILATION_CACHE_DIR, '
                     'when set, is the default.')
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0. Without it, JAX '

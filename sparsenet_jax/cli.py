@@ -20,6 +20,8 @@ from absl import flags
 from absl import logging as absl_logging
 
 FLAGS = flags.FLAGS
+# The default persistent XLA compilation cache of the scripts that compile (main, bench).
+COMPILATION_CACHE = os.environ.get('JAX_COMPILATION_CACHE_DIR') or os.path.expanduser('~/.cache/sparsenet_jax/xla')
 
 
 def fail(message: str, code: int = 2, label: str = 'error') -> None:

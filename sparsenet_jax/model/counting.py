@@ -15,15 +15,23 @@ import jax.numpy as jnp
 DEFAULT_INPUT = (32, 32, 3)
 
 
-def abstract_variables(model: nn.Module, input_shape: Tuple[int, ...] = DEFAULT_INPUT):
-  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-  return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+def abstract_variables(model: nn.Module, input_shape: Tuple[int, ...] = DEFAULT_INPUT, interceptor=None):
+  """The variables' shapes from an abstract init; `interceptor` (nn.intercept_methods) sees its trace."""
+  def init(x):
+    if interceptor is None:
+      return model.init(jax.random.key(0), x, train=False)
+    with nn.intercept_methods(interceptor):
+      return model.init(jax.random.key(0), x, train=False)
+  return jax.eval_shape(init, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+
+
+def _num_params(variables) -> int:
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))
 
 
 def param_count(model: nn.Module, input_shape: Tuple[int, ...] = DEFAULT_INPUT) -> int:
   """Trainable parameters: kernels, biases, BN scale and offset (not BN running statistics)."""
-  variables = abstract_variables(model, input_shape)
-  return sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))
+  return _num_params(abstract_variables(model, input_shape))
 
 
 def _counting(total: list):
@@ -53,17 +61,12 @@ def summarize(model: nn.Module, input_shape: Tuple[int, ...] = DEFAULT_INPUT,
   spec = getattr(model, 'spec', None)
   if spec is not None and spec.scan:  # a scan traces its body once: count the same function unrolled
     model = model.clone(spec=spec.replace(scan=False))
-  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
   total = []
-
-  def init(x):
-    with nn.intercept_methods(_counting(total)):
-      return model.init(jax.random.key(0), x, train=False)
-  variables = jax.eval_shape(init, x)
-  result = {'params': sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params'])),
-            'flops': sum(total)}
+  variables = abstract_variables(model, input_shape, _counting(total))
+  result = {'params': _num_params(variables), 'flops': sum(total)}
   if with_xla:
     forward = lambda variables, x: model.apply(variables, x, train=False)
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     analysis = jax.jit(forward).lower(variables, x).cost_analysis()
     if isinstance(analysis, (list, tuple)):
       analysis = analysis[0]
