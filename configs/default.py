@@ -11,25 +11,10 @@ from typing import Dict, Optional
 import ml_collections
 from ml_collections import config_dict
 
+from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
+from sparsenet_jax.training import recipes
 
-_DATASET_RECIPES = {
-    'cifar10': dict(num_epochs=280.0, lr_boundaries_epochs=(150.0, 200.0, 250.0),
-                    learning_rates=(0.1, 0.01, 0.001, 0.0002)),
-    'cifar100': dict(num_epochs=280.0, lr_boundaries_epochs=(150.0, 200.0, 250.0),
-                     learning_rates=(0.1, 0.01, 0.001, 0.0002)),
-    'svhn': dict(num_epochs=40.0, lr_boundaries_epochs=(20.0, 30.0), learning_rates=(0.1, 0.01, 0.001)),
-}
-# DenseNet's own recipe (Huang et al. 2017), docs/model.md section 4: batch 64, the rate 0.1 divided by 10
-# at 50% and 75% of training, 300 epochs on CIFAR and 40 on SVHN, and dropout 0.2 after every conv but
-# the first on the datasets trained without augmentation (SVHN). The DenseNet baselines train with it,
-# and so do the paper's experiments "set as DenseNet" (Fig. 7's caption) and on DenseNet-40 (Figs. 1, 3).
-DENSENET_RECIPES = {
-    'cifar10': dict(num_epochs=300.0, lr_boundaries_epochs=(150.0, 225.0), learning_rates=(0.1, 0.01, 0.001)),
-    'cifar100': dict(num_epochs=300.0, lr_boundaries_epochs=(150.0, 225.0), learning_rates=(0.1, 0.01, 0.001)),
-    'svhn': dict(num_epochs=40.0, lr_boundaries_epochs=(20.0, 30.0), learning_rates=(0.1, 0.01, 0.001)),
-}
-DENSENET_DROPOUT = {'svhn': 0.2}  # datasets without augmentation
 
 
 def model_config(name: str, **overrides) -> ml_collections.ConfigDict:
@@ -106,7 +91,7 @@ def paper_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   config = get_config()
   config.model = model_config(model)
   config.dataset.name = dataset
-  for key, value in _DATASET_RECIPES[dataset].items():
+  for key, value in recipes.SPARSENET[dataset].items():
     config[key] = value
   if dataset == 'svhn':
     config.eval_every_epochs = 2
@@ -124,12 +109,13 @@ def sparsenet_config(dataset: str, version: str, arg: Optional[str]) -> ml_colle
 
 
 def densenet_config(dataset: str, arg: Optional[str]) -> ml_collections.ConfigDict:
-  """`:model=densenet_bc_100|densenet_bc_250|densenet_bc_190|densenet_40` (default densenet_bc_100),
-  trained with DenseNet's recipe (`DENSENET_RECIPES`, dropout on SVHN)."""
-  names = ('densenet_bc_100', 'densenet_bc_250', 'densenet_bc_190', 'densenet_40')
-  config = paper_config(dataset, parse_arg(arg, {'model': names}).get('model', 'densenet_bc_100'))
-  for key, value in DENSENET_RECIPES[dataset].items():
+  """`:model=NAME`, any preset (default densenet_bc_100: the DenseNet-BC baselines are densenet_bc_100,
+  densenet_bc_250, densenet_bc_190 and densenet_40), trained with DenseNet's recipe (`recipes.DENSENET`,
+  dropout on SVHN)."""
+  name = parse_arg(arg, {'model': tuple(presets.names())}).get('model', 'densenet_bc_100')
+  config = paper_config(dataset, name)
+  for key, value in recipes.DENSENET[dataset].items():
     config[key] = value
-  if dataset in DENSENET_DROPOUT:
-    config.model.dropout = DENSENET_DROPOUT[dataset]
+  if dataset in recipes.DENSENET_DROPOUT:
+    config.model.dropout = recipes.DENSENET_DROPOUT[dataset]
   return config

@@ -115,7 +115,7 @@ def fig3_lines(models):
 def row(name, model, o):
   from sparsenet_jax.model import counting  # pylint: disable=import-outside-toplevel
   r = counting.summarize(model, (FLAGS.image_size, FLAGS.image_size, 3))
-  paper = presets.PAPER_PARAMS[name] if model.spec == presets.get(name) else None
+  paper = presets.paper_params(name) if name in presets.PRESETS and model.spec == presets.get(name) else None
   return {'model': name, 'params': r['params'], 'flops': r['flops'], 'xla_flops': r['xla_flops'],
                  'paper_params': paper}
 

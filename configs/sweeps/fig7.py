@@ -5,15 +5,15 @@ the bc/abc qualifier it uses everywhere else, as for Table 3, and the attention-
 SparseNet-bc is already Table 2's bc and abc rows. Both modules act on each layer's output.
 
 The caption says "the epoch and learning rates are set as DenseNet": 300 epochs, the rate 0.1 divided
-by 10 at 50% and 75% (`configs/default.py` DENSENET_RECIPES), not the SparseNet recipe of Table 2.
+by 10 at 50% and 75% (`sparsenet_jax/training/recipes.py` DENSENET), not the SparseNet recipe of Table 2.
 
   python launch/sweep.py --sweep=configs/sweeps/fig7.py --workdir=$HOME/sweeps/fig7
 """
-from configs import default
 from sparsenet_jax.tools import sweeps
+from sparsenet_jax.training import recipes
 
 BASIC_V1 = 'configs/cifar10_v1.py:variant=basic'
-DENSENET_SCHEDULE = dict(default.DENSENET_RECIPES['cifar10'])  # in the run names: densenet-schedule
+DENSENET_SCHEDULE = dict(recipes.DENSENET['cifar10'])  # in the run names: densenet-schedule
 
 
 def get_sweep(seeds=1):

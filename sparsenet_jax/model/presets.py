@@ -1,14 +1,33 @@
 """Named models of the paper (Table 1) and the DenseNet baselines, as `ModelSpec`s.
 
-`get(name, **overrides)` is the spec; `build(name, **overrides)` the Flax module. The paper's parameter
-counts live beside each preset so that tools can print them next to ours (docs/model.md section 3).
+`get(name, **overrides)` is the spec; `build(name, **overrides)` the Flax module; `from_config` the model
+a training config asks for. A preset is one `register` call: its spec and, optionally, the paper's
+parameter count and Table 2 errors, which tools print beside ours ('-' without them).
 Pure Python, like the spec: configs, sweeps and the report read presets without importing JAX.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, NamedTuple, Optional
 
-from sparsenet_jax.model.spec import ModelSpec
+from sparsenet_jax.model.spec import PRECISIONS, ModelSpec
+
+class Preset(NamedTuple):
+  """One named model: its spec and, where the paper has them, the paper's numbers beside it."""
+  spec: ModelSpec
+  paper_params: Optional[float] = None  # Table 1 / Table 2 parameter count (10 classes)
+  paper_errors: Mapping[str, float] = {}  # Table 2 final-epoch test error (%) per dataset
+
+
+PRESETS: Dict[str, Preset] = {}
+
+
+def register(name: str, spec: ModelSpec, paper_params: Optional[float] = None,
+             paper_errors: Optional[Mapping[str, float]] = None) -> None:
+  """Adds a preset: one entry, the paper's numbers optional (tools print '-' without them)."""
+  if name in PRESETS:
+    raise ValueError(f'preset {name!r} exists already')
+  PRESETS[name] = Preset(spec, paper_params, dict(paper_errors or {}))
+
 
 _VERSIONS = {  # version: (growth_rate, blocks, path)
     'v1': (16, (8, 12, 16), 14),
@@ -16,43 +35,42 @@ _VERSIONS = {  # version: (growth_rate, blocks, path)
     'v3': (32, (16, 24, 32), 28),
     'v4': (50, (20, 30, 40), 35),
 }
-# Paper Table 1 / Table 2 parameter counts (10 classes).
-_PAPER_PARAMS = {
-    'sparsenet': {'v1': 1.20e6, 'v2': 5.70e6, 'v3': 17.5e6, 'v4': 65.7e6},
-    'sparsenet_bc': {'v1': 0.83e6, 'v2': 3.45e6, 'v3': 9.69e6, 'v4': 34.3e6},
-    'sparsenet_abc': {'v1': 0.86e6, 'v2': 3.56e6, 'v3': 9.92e6, 'v4': 35.0e6},
-}
 VARIANTS = {  # variant name: (preset family, spec fields)
     'basic': ('sparsenet', dict(bottleneck=False, attention=None, compression='none')),
     'bc': ('sparsenet_bc', dict(bottleneck=True, attention=None, compression='sparsenet')),
     'abc': ('sparsenet_abc', dict(bottleneck=True, attention='paper', compression='sparsenet')),
 }
-
-PRESETS: Dict[str, ModelSpec] = {}
-PAPER_PARAMS: Dict[str, float] = {}
+# docs/model.md sections 3 and 5: the paper's Table 1 parameter counts (10 classes) and Table 2 test errors.
+_PAPER = {
+    'sparsenet_v1': (1.20e6, {}), 'sparsenet_v2': (5.70e6, {}), 'sparsenet_v3': (17.5e6, {}),
+    'sparsenet_v4': (65.7e6, {}),
+    'sparsenet_bc_v1': (0.83e6, {'cifar10': 4.34, 'cifar100': 22.18, 'svhn': 2.0}),
+    'sparsenet_bc_v2': (3.45e6, {'cifar10': 3.93, 'cifar100': 19.27, 'svhn': 1.85}),
+    'sparsenet_bc_v3': (9.69e6, {'cifar10': 3.56, 'cifar100': 17.75, 'svhn': 1.75}),
+    'sparsenet_bc_v4': (34.3e6, {}),
+    'sparsenet_abc_v1': (0.86e6, {'cifar10': 4.25, 'cifar100': 21.59, 'svhn': 1.98}),
+    'sparsenet_abc_v2': (3.56e6, {'cifar10': 3.75, 'cifar100': 19.54, 'svhn': 1.89}),
+    'sparsenet_abc_v3': (9.92e6, {'cifar10': 3.40, 'cifar100': 17.53, 'svhn': 1.69}),
+    'sparsenet_abc_v4': (35.0e6, {'cifar10': 3.24, 'cifar100': 16.98}),
+}
 
 for _variant, (_family, _fields) in VARIANTS.items():
   for _version, (_k, _blocks, _path) in _VERSIONS.items():
     _name = f'{_family}_{_version}'
-    PRESETS[_name] = ModelSpec(growth_rate=_k, blocks=_blocks, path=_path, conv_bias=True, stem_relu=True,
-                               bn_epsilon=1e-3, **_fields)
-    PAPER_PARAMS[_name] = _PAPER_PARAMS[_family][_version]
+    register(_name, ModelSpec(growth_rate=_k, blocks=_blocks, path=_path, conv_bias=True, stem_relu=True,
+                              bn_epsilon=1e-3, **_fields), *_PAPER.get(_name, (None, None)))
 
 _DENSENET = dict(connectivity='dense', path=None, attention=None, conv_bias=False, stem_relu=False,
                  bn_epsilon=1e-5)
-PRESETS.update({
-    'densenet_bc_100': ModelSpec(growth_rate=12, blocks=(16, 16, 16), bottleneck=True, compression='half',
-                                 **_DENSENET),
-    'densenet_bc_250': ModelSpec(growth_rate=24, blocks=(41, 41, 41), bottleneck=True, compression='half',
-                                 **_DENSENET),
-    'densenet_bc_190': ModelSpec(growth_rate=40, blocks=(31, 31, 31), bottleneck=True, compression='half',
-                                 **_DENSENET),
-    # DenseNet (k=12, L=40) of Huang et al.: 16-channel stem, no bottleneck, no compression.
-    'densenet_40': ModelSpec(growth_rate=12, blocks=(12, 12, 12), bottleneck=False, compression='none',
-                             stem_features=16, **_DENSENET),
-})
-PAPER_PARAMS.update({'densenet_bc_100': 0.8e6, 'densenet_bc_250': 15.3e6, 'densenet_bc_190': 25.6e6,
-                     'densenet_40': 1.0e6})
+register('densenet_bc_100', ModelSpec(growth_rate=12, blocks=(16, 16, 16), bottleneck=True, compression='half',
+                                      **_DENSENET), 0.8e6, {'cifar10': 4.51, 'cifar100': 22.27, 'svhn': 1.76})
+register('densenet_bc_250', ModelSpec(growth_rate=24, blocks=(41, 41, 41), bottleneck=True, compression='half',
+                                      **_DENSENET), 15.3e6, {'cifar10': 3.62, 'cifar100': 17.60, 'svhn': 1.74})
+register('densenet_bc_190', ModelSpec(growth_rate=40, blocks=(31, 31, 31), bottleneck=True, compression='half',
+                                      **_DENSENET), 25.6e6, {'cifar10': 3.46, 'cifar100': 17.18})
+# DenseNet (k=12, L=40) of Huang et al.: 16-channel stem, no bottleneck, no compression.
+register('densenet_40', ModelSpec(growth_rate=12, blocks=(12, 12, 12), bottleneck=False, compression='none',
+                                  stem_features=16, **_DENSENET), 1.0e6)
 
 
 # The paper's Fig. 3 (docs/model.md section 5): DenseNet (k=12, L=40) against a wider SparseNet (k=16,
@@ -73,18 +91,42 @@ def get(name: str, **overrides) -> ModelSpec:
   """The preset's spec with `overrides` applied (validated: a bad value names its field)."""
   if name not in PRESETS:
     raise ValueError(f'unknown model {name!r}; known: {", ".join(PRESETS)}')
-  return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+  spec = PRESETS[name].spec
+  return spec.replace(**overrides) if overrides else spec
 
 
-def from_config(model_config: Mapping) -> ModelSpec:
-  """`config.model`: a preset `name` plus the fields the user set (None: the preset's value)."""
-  overrides = {k: v for k, v in dict(model_config).items() if k != 'name' and v is not None}
-  return get(model_config['name'], **overrides)
+def paper_params(name: str) -> Optional[float]:
+  """The paper's parameter count of preset `name`, or None when the paper gives none."""
+  return PRESETS[name].paper_params if name in PRESETS else None
+
+
+def paper_error(name: str, dataset: str) -> Optional[float]:
+  """The paper's Table 2 test error (%) of preset `name` on `dataset`, or None."""
+  return PRESETS[name].paper_errors.get(dataset) if name in PRESETS else None
+
+
+def from_config(config: Mapping, num_classes: Optional[int] = None, axis_name: Optional[str] = None
+                ) -> ModelSpec:
+  """The model a training config asks for: the one reading of a config as a model.
+
+  `config.model` is a preset `name` plus the fields the config sets (None: the preset's value); the
+  class count is the config's when it sets one, else `num_classes` (the data's), else the preset's;
+  the compute dtype comes from `config.precision`, the BatchNorm axis from the caller. A nested dict
+  (a run's config.json) or a ConfigDict. ValueError names a bad field.
+  """
+  model = config['model']
+  overrides = {k: v for k, v in dict(model).items() if k != 'name' and v is not None}
+  if num_classes is not None:
+    overrides.setdefault('num_classes', num_classes)
+  precision = config.get('precision', 'fp32')
+  if precision not in PRECISIONS:
+    raise ValueError(f'precision={precision!r}; allowed: {", ".join(PRECISIONS)}')
+  return get(model['name'], **overrides, dtype=PRECISIONS[precision], axis_name=axis_name)
 
 
 def changed_fields(spec: ModelSpec, name: Optional[str]) -> Dict[str, object]:
   """The architecture fields of `spec` that differ from preset `name` (all of them without one)."""
-  base = PRESETS.get(name) if name else None
+  base = PRESETS[name].spec if name in PRESETS else None
   if base is None:
     return spec.architecture()
   changed = {k: v for k, v in spec.architecture().items() if base.architecture()[k] != v}

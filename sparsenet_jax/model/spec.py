@@ -25,6 +25,7 @@ COMPRESSIONS = ('sparsenet', 'half', 'none')
 CONV_IMPLS = ('auto', 'xla', 'forward_vjp')
 REMAT_IMPLS = ('auto', 'checkpoint', 'tied')
 DTYPES = ('float32', 'bfloat16')
+PRECISIONS = {'fp32': 'float32', 'bf16': 'bfloat16'}  # a config's `precision` -> the spec's dtype
 
 
 def _field(default, kind: str, doc: str):
