@@ -2,9 +2,10 @@ r"""A small SparseNet-bc for 3 epochs on CIFAR-10 images kept in an .npz file (r
 the local experiment the README reports, and the shape of a config for your own npz data.
 
   python launch/main.py --config=configs/cifar10_npz.py --workdir=runs/c10_npz \
-      --config.dataset.train_path=../shared/data/cifar10_train_10k.npz
+      --config.dataset.train_path=/path/to/cifar10_train_10k.npz
 
-With no test_path, `validation_size` images are held out of the training file and evaluated on.
+The file holds arrays `image` (uint8, N x H x W x C) and `label`; there is no default path. With no
+test_path, `validation_size` images are held out of the training file and evaluated on.
 """
 from configs import default
 
@@ -17,7 +18,6 @@ def get_config(arg=None):
   config.model.blocks = (6, 6, 6)
   config.model.path = 6
   config.dataset.name = 'npz'
-  config.dataset.train_path = '../shared/data/cifar10_train_10k.npz'
   config.dataset.validation_size = 1000
   config.num_epochs = 3.0
   config.learning_rates = (0.1, 0.01)

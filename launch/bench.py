@@ -11,7 +11,7 @@ r"""Throughput, compile time and peak memory of the training code's own train an
       --plot=docs/memory_vs_depth.png           # every --sweep_models at 3 blocks of each depth
 
 The steps timed are `steps.make_train_step` and `steps.make_eval_step`, the ones `train.py` runs: the
-model built from a config as training builds it (`config_validation.model_spec`), the optimiser of
+model built from a config as training builds it (`presets.from_config`), the optimiser of
 `configs/default.py` (`optimizer.from_config`: the paper's SGD, Nesterov 0.9, L2 1e-4 before it),
 `shard_map` over `steps.make_mesh()`, uint8 images augmented on the device, the train state donated.
 Compilation (trace, lowering, XLA) is excluded from the timing and reported as `compile_seconds`.
@@ -45,11 +45,12 @@ from jax.sharding import PartitionSpec as P
 
 from configs import default
 from sparsenet_jax import cli
+from sparsenet_jax.data import datasets
 from sparsenet_jax.model import counting
 from sparsenet_jax.model import kernels
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
-from sparsenet_jax.training import config_validation
+from sparsenet_jax.model.spec import PRECISIONS
 from sparsenet_jax.training import optimizer
 from sparsenet_jax.training import steps
 
@@ -61,11 +62,12 @@ flags.DEFINE_integer('steps', 10, 'Timed steps after one warm-up step; 0 compile
 flags.DEFINE_integer('rounds', None, 'Instead of --steps: compile every row first, then time one step of '
                      'each row in turn, this many rounds (machine noise then hits every row alike).')
 flags.DEFINE_list('mode', ['train'], 'Which steps to time: train, eval or both (train,eval).')
-flags.DEFINE_enum('precision', 'fp32', list(config_validation.PRECISIONS), 'Compute precision; '
+flags.DEFINE_enum('precision', 'fp32', list(PRECISIONS), 'Compute precision; '
                   'parameters stay fp32.')
 flags.DEFINE_bool('remat', False, 'Recompute every layer in the backward pass.')
 flags.DEFINE_bool('scan', False, 'Run the capped layers of each block as one scan.')
-flags.DEFINE_enum('augment', 'cifar', ['cifar', 'none'], "Train-step augmentation ('cifar': pad-4 crop, flip).")
+flags.DEFINE_enum('augment', 'cifar', list(datasets.AUGMENTATIONS), "Train-step augmentation ('cifar': pad-4 crop, "
+                  'flip).')
 flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
 flags.DEFINE_integer('image_size', 32, 'Input height and width.')
 flags.DEFINE_string('compilation_cache_dir', cli.COMPILATION_CACHE,
@@ -79,8 +81,6 @@ FLAGS = flags.FLAGS
 cli.positive('blocks', 'batch_size', 'rounds', 'num_classes', 'image_size', 'sweep_depth')
 cli.non_negative('steps')
 
-CIFAR_MEAN, CIFAR_STD = (125.3, 123.0, 113.9), (63.3, 62.1, 66.7)  # what `datasets` uses for CIFAR-10
-CIFAR_TRAIN_SIZE = 50_000  # for the schedule's steps per epoch; the rate does not change the timing
 OPTIONS = {'scan': ('scan', True), 'remat': ('remat', True), 'bf16': ('precision', 'bf16'),
            'xla': ('conv_impl', 'xla'), 'fwdvjp': ('conv_impl', 'forward_vjp'),
            'checkpoint': ('remat_impl', 'checkpoint'), 'tied': ('remat_impl', 'tied')}
@@ -136,7 +136,7 @@ def parse_model(text, blocks=None):
   config.precision = fields.pop('precision')
   config.model = default.model_config(name, num_classes=FLAGS.num_classes, **fields,
                                       **({'blocks': tuple(blocks)} if blocks else {}))
-  return config, config_validation.model_spec(config)
+  return config, presets.from_config(config)
 
 
 def synthetic_batch(mesh, shape):
@@ -191,8 +191,9 @@ def make_rows(config, spec, mesh):
   """One Row per --mode for one model, built as `train.py` builds it, sharing one train state (the eval
   row reads a copy of its variables: the train step donates the state)."""
   shape = (FLAGS.image_size, FLAGS.image_size, 3)
+  data = datasets.facts(config.dataset)  # the default config's CIFAR-10: its statistics and size
   model = network.make(spec)
-  tx, schedule = optimizer.from_config(config, max(1, CIFAR_TRAIN_SIZE // FLAGS.batch_size))
+  tx, schedule = optimizer.from_config(config, max(1, data.train_size // FLAGS.batch_size))
   state = steps.create_train_state(config.seed, model, tx, shape, mesh)
   images, labels, mask = synthetic_batch(mesh, shape)
   cost = counting.summarize(model, shape, with_xla=False)  # scanned models are counted unrolled
@@ -206,11 +207,11 @@ def make_rows(config, spec, mesh):
   rows = []
   for mode in FLAGS.mode:
     if mode == 'train':
-      step = steps.make_train_step(model, tx, schedule, mesh, CIFAR_MEAN, CIFAR_STD, FLAGS.augment)
+      step = steps.make_train_step(model, tx, schedule, mesh, data.mean, data.std, FLAGS.augment)
       rows.append(Row(mode, step, (state, images, labels), info, flops))
     else:
       variables = jax.jit(lambda v: jax.tree.map(jnp.copy, v))(steps.variables(state))
-      step = steps.make_eval_step(model, mesh, CIFAR_MEAN, CIFAR_STD)
+      step = steps.make_eval_step(model, mesh, data.mean, data.std)
       rows.append(Row(mode, step, (variables, images, labels, mask), info, flops))
   return rows
 

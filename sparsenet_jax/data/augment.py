@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-AUGMENTATIONS = ('cifar', 'none')
+from sparsenet_jax.data.base import AUGMENTATIONS
+
 
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:

@@ -7,6 +7,10 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 
+# The augmentations `augment.preprocess` knows: 'cifar' (pad 4, random crop, flip) and 'none'.
+AUGMENTATIONS = ('cifar', 'none')
+
+
 class DataError(ValueError):
   """Bad or missing data; the message is one line a user can act on."""
 

@@ -253,7 +253,7 @@ def _read_concatenated(path: str, keys: Sequence[str]) -> np.ndarray:
     headers = []
     for key in keys:
       with z.open(f'{key}.npy') as f:
-        headers.append(_npy_header(f))
+        headers.append(npy_header(f))
     shape, dtype = headers[0][0][1:], headers[0][1]
     if any(s[1:] != shape or d != dtype for s, d in headers) or dtype.hasobject:
       raise ValueError(f'members {", ".join(keys)} differ in shape or dtype')
@@ -261,7 +261,7 @@ def _read_concatenated(path: str, keys: Sequence[str]) -> np.ndarray:
     flat, pos = out.reshape(-1).view(np.uint8), 0
     for key in keys:
       with z.open(f'{key}.npy') as f:
-        member_shape, _ = _npy_header(f)
+        member_shape, _ = npy_header(f)
         end = pos + int(np.prod(member_shape)) * dtype.itemsize
         while pos < end:
           chunk = f.read(min(1 << 24, end - pos))
@@ -272,7 +272,8 @@ def _read_concatenated(path: str, keys: Sequence[str]) -> np.ndarray:
   return out
 
 
-def _npy_header(f) -> Tuple[tuple, np.dtype]:
+def npy_header(f) -> Tuple[tuple, np.dtype]:
+  """(shape, dtype) of a .npy stream, read from its header alone."""
   version = np.lib.format.read_magic(f)
   read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                  else np.lib.format.read_array_header_2_0)

@@ -4,6 +4,11 @@ Every source ends as the same `Dataset`: uint8 NHWC images, int32 labels, and th
 and augmentation that `augment.preprocess` applies on the accelerator. Decoding happens once, here, so
 the training loop only ever slices arrays.
 
+This module owns what is known of a dataset: `facts(cfg)` says its image shape, classes, statistics,
+default augmentation and size without decoding it (the registry's fixed facts, or a look at the files),
+so the report, sweeps and bench ask here instead of keeping their own lists; a loaded `Dataset` adds a
+fingerprint of its content, which the run description records (a resume on other data is refused).
+
 Sources (the registry `_REGISTRY` at the end of this file: a new dataset is one entry and its loader):
 - `cifar10`, `cifar100`, `svhn`: downloaded, verified and cached on first use by `cifar_svhn` (the
   archives tensorflow-datasets uses, decoded without TensorFlow), under `data_dir` (default
@@ -17,20 +22,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import zipfile
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
 from PIL import Image
-from sklearn import datasets as sklearn_datasets
 
 from sparsenet_jax.data import cifar_svhn
-from sparsenet_jax.data.augment import AUGMENTATIONS
-from sparsenet_jax.data.base import DataError, Loaded, Split
+from sparsenet_jax.data.base import AUGMENTATIONS, DataError, Loaded, Split
 
-__all__ = ['DataError', 'Dataset', 'SOURCES', 'Split', 'load']
+__all__ = ['AUGMENTATIONS', 'DataError', 'Dataset', 'Facts', 'SOURCES', 'Split', 'facts', 'load']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 
@@ -38,6 +42,19 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 VALIDATION_SEED = 20180414
 DIGITS_SEED = 0
 DIGITS_TEST_SIZE = 297
+
+
+class Facts(NamedTuple):
+  """A dataset without its pixels: what a model, a schedule and a report need to know of it.
+  None where only the data itself can tell (statistics computed from the training set)."""
+  name: str
+  image_shape: Optional[Tuple[int, ...]]  # (H, W, C)
+  num_classes: Optional[int]
+  class_names: Optional[Tuple[str, ...]]
+  mean: Optional[Tuple[float, ...]]  # per channel, in 0..255 pixel units
+  std: Optional[Tuple[float, ...]]
+  augment: Optional[str]  # 'cifar' (pad 4 + random crop + flip) or 'none'
+  train_size: Optional[int]  # training examples (after a validation split is held out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +68,56 @@ class Dataset:
   std: Tuple[float, ...]
   augment: str  # 'cifar' (pad 4 + random crop + flip) or 'none'
 
+  @functools.cached_property
+  def fingerprint(self) -> str:
+    """A digest of the content trained and evaluated on (pixels and labels of both splits): the same
+    data read from another place has the same fingerprint."""
+    h = hashlib.sha256()
+    for split in (self.train, self.test):
+      for a in (split.images, split.labels):
+        a = np.ascontiguousarray(a)
+        h.update(f'{a.dtype.str}{a.shape}'.encode())
+        h.update(memoryview(a).cast('B'))
+    return h.hexdigest()[:16]
+
+  def facts(self) -> Facts:
+    return Facts(self.name, tuple(self.train.images.shape[1:]), self.num_classes, self.class_names,
+                 self.mean, self.std, self.augment, len(self.train))
+
 
 class Source(NamedTuple):
-  """One registered dataset."""
+  """One registered dataset: its loader, and the facts fixed for every copy of it (None: the files say)."""
   loader: Callable[[Any, bool], Loaded]  # (config.dataset, need_test) -> Loaded
   stats: Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]] = None  # None: the training set's own
   augment: Optional[str] = None  # None: 'cifar' for 32x32 RGB images, else 'none'
+  image_shape: Optional[Tuple[int, ...]] = None
+  num_classes: Optional[int] = None
+  class_names: Optional[Tuple[str, ...]] = None
+  train_size: Optional[int] = None
+  peek: Optional[Callable[[Any], Tuple[Tuple[int, ...], int, Optional[Tuple[str, ...]], int]]] = None
+  # peek(config.dataset) -> (image shape, classes, class names, training examples), without decoding
+
+
+def _default_augment(image_shape: Optional[Tuple[int, ...]]) -> str:
+  """Unknown data gets CIFAR's augmentation only when it has CIFAR's shape."""
+  return 'cifar' if tuple(image_shape or ()) == (32, 32, 3) else 'none'
+
+
+def facts(cfg) -> Facts:
+  """What `cfg` (config.dataset) names, without loading it: the registry's fixed facts, else a look at
+  the files (an npz's array headers and labels, an image folder's classes and first image). DataError
+  when the files are missing or unreadable."""
+  name = cfg.name
+  if name not in _REGISTRY:
+    raise DataError(f'unknown dataset {name!r}; choose one of {", ".join(SOURCES)}')
+  source = _REGISTRY[name]
+  shape, classes, names, size = source.image_shape, source.num_classes, source.class_names, source.train_size
+  if source.peek is not None:
+    shape, classes, names, size = source.peek(cfg)
+  size = None if size is None else size - (getattr(cfg, 'validation_size', None) or 0)
+  mean, std = source.stats or (None, None)
+  augment = getattr(cfg, 'augment', None) or source.augment or _default_augment(shape)
+  return Facts(name, shape, classes, names, mean, std, augment, size)
 
 
 def load(cfg) -> Dataset:
@@ -82,8 +143,7 @@ def load(cfg) -> Dataset:
     train, test = _carve_validation(train, validation_size)
   mean, std = source.stats or _channel_stats(train.images)
   if augment is None:
-    # Unknown data gets CIFAR's augmentation only when it has CIFAR's shape.
-    augment = source.augment or ('cifar' if train.images.shape[1:] == (32, 32, 3) else 'none')
+    augment = source.augment or _default_augment(train.images.shape[1:])
   return Dataset(name=name, train=train, test=test, num_classes=loaded.num_classes,
                  class_names=loaded.class_names, mean=mean, std=std, augment=augment)
 
@@ -116,6 +176,7 @@ def _channel_stats(images: np.ndarray, chunk: int = 4096) -> Tuple[Tuple[float, 
 
 def _load_digits(cfg, need_test: bool) -> Loaded:
   del cfg, need_test  # fixed split
+  from sklearn import datasets as sklearn_datasets  # pylint: disable=import-outside-toplevel  # 2 s to import
   digits = sklearn_datasets.load_digits()
   images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]  # 0..16 -> 0..255
   labels = digits.target.astype(np.int32)
@@ -144,6 +205,27 @@ def _load_npz(cfg, need_test: bool) -> Loaded:
                       f'but {train_path} has {train.images.shape[1:]}')
     test = _checked_split(images, labels, num_classes, test_path)
   return Loaded(train=train, test=test, num_classes=num_classes, class_names=None)
+
+
+def _peek_npz(cfg):
+  """(image shape, classes, None, examples) of an npz training file: the array headers and the labels."""
+  path = getattr(cfg, 'train_path', None)
+  if not path:
+    raise DataError('dataset.name=npz needs dataset.train_path, an .npz file with arrays image and label')
+  if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+    raise DataError(f'npz file not found: {path}' if not os.path.isfile(path) else
+                    f'{path} is not an .npz archive; save image and label with np.savez')
+  try:
+    with zipfile.ZipFile(path) as z, z.open('image.npy') as f:
+      shape, _ = cifar_svhn.npy_header(f)
+    with np.load(path, allow_pickle=False) as arrays:
+      labels = arrays['label']
+  except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+    raise DataError(f'cannot read {path} as an .npz with arrays image and label: {" ".join(str(e).split())}') from e
+  if len(shape) != 4 or not labels.size:
+    raise DataError(f'{path}: image must have shape (N, H, W, C) and label at least one value')
+  classes = getattr(cfg, 'num_classes', None) or int(np.max(labels)) + 1
+  return tuple(int(d) for d in shape[1:]), classes, None, int(shape[0])
 
 
 def _read_npz(path: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -213,6 +295,25 @@ def _load_image_folder(cfg, need_test: bool) -> Loaded:
   return Loaded(train=train, test=test, num_classes=len(classes), class_names=tuple(classes))
 
 
+def _peek_image_folder(cfg):
+  """(image shape, classes, class names, examples) of an image folder: its class folders and first image."""
+  root = getattr(cfg, 'root', None)
+  if not root or not os.path.isdir(root):
+    raise DataError(f'image folder not found: {root} (expected ROOT/train/<class>/*.png|jpg)')
+  train = os.path.join(root, 'train')
+  classes = _class_dirs(train)
+  files = [os.path.join(train, c, f) for c in classes for f in sorted(os.listdir(os.path.join(train, c)))
+           if f.lower().endswith(IMAGE_EXTENSIONS)]
+  if not files:
+    raise DataError(f'no .png/.jpg/.jpeg images under {train}')
+  try:
+    with Image.open(files[0]) as image:
+      width, height = image.size
+  except (OSError, ValueError) as e:
+    raise DataError(f'cannot read {files[0]} as an image: {" ".join(str(e).split())}') from e
+  return (height, width, 3), len(classes), tuple(classes), len(files)
+
+
 def _class_dirs(split_dir: str) -> list:
   if not os.path.isdir(split_dir):
     raise DataError(f'split directory not found: {split_dir} (expected one folder per class inside)')
@@ -252,17 +353,20 @@ def _read_folder(split_dir: str, classes: Sequence[str], shape: Optional[tuple],
   return Split(np.stack(images), np.asarray(labels, np.int32))
 
 
-# The registry: dataset name -> loader, fixed statistics, default augmentation. docs/model.md section 4: the authors'
-# CIFAR constants; SVHN is only divided by 255.
+# The registry: dataset name -> loader and what is fixed about it. docs/model.md section 4: the authors'
+# CIFAR constants; SVHN is only divided by 255 and trains on train + extra (604,388 images).
 _REGISTRY = {
     'cifar10': Source(functools.partial(cifar_svhn.load, 'cifar10'),
-                      ((125.3, 123.0, 113.9), (63.3, 62.1, 66.7)), 'cifar'),
+                      ((125.3, 123.0, 113.9), (63.3, 62.1, 66.7)), 'cifar', cifar_svhn.IMAGE_SHAPE, 10,
+                      None, 50_000),
     'cifar100': Source(functools.partial(cifar_svhn.load, 'cifar100'),
-                       ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)), 'cifar'),
+                       ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)), 'cifar', cifar_svhn.IMAGE_SHAPE, 100,
+                       None, 50_000),
     'svhn': Source(functools.partial(cifar_svhn.load, 'svhn'), ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),
-                   'none'),
-    'digits': Source(_load_digits, augment='none'),
-    'npz': Source(_load_npz),
-    'image_folder': Source(_load_image_folder),
+                   'none', cifar_svhn.IMAGE_SHAPE, 10, None, 604_388),
+    'digits': Source(_load_digits, augment='none', image_shape=(8, 8, 1), num_classes=10,
+                     class_names=tuple(str(d) for d in range(10)), train_size=1797 - DIGITS_TEST_SIZE),
+    'npz': Source(_load_npz, peek=_peek_npz),
+    'image_folder': Source(_load_image_folder, peek=_peek_image_folder),
 }
 SOURCES = tuple(_REGISTRY)
