@@ -47,9 +47,9 @@ def pytest_sessionfinish(session):
 def build(config, num_classes, steps_per_epoch, axis_name=None):
   """(model, optimiser, schedule) of a training config, as the training loop makes them."""
   from sparsenet_jax.model import network
-  from sparsenet_jax.training import config_validation
+  from sparsenet_jax.model import presets
   from sparsenet_jax.training import optimizer
-  spec = config_validation.model_spec(config, num_classes, axis_name)
+  spec = presets.from_config(config, num_classes, axis_name)
   tx, schedule = optimizer.from_config(config, steps_per_epoch)
   return network.make(spec), tx, schedule
 

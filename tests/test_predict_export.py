@@ -193,22 +193,27 @@ def test_top_k_names_classes_and_falls_back_to_indices():
 
 
 def test_restoring_a_run_is_one_function_used_by_every_caller(run, monkeypatch):
-  """Eval mode and the report call `restore.restore_run` (spied here); predict and export are entry
-  points that call it too (read from their source); nothing outside training/ opens a checkpoint."""
+  """Eval mode calls `restore.restore_run` (spied here); predict and export are entry points that call it
+  too (read from their source); it and training's resume are the only callers of the one chain,
+  `checkpoints.restore_checkpoint`; the report reads the run's description and opens no checkpoint;
+  nothing outside training/ opens a checkpoint."""
   workdir, config, _, _ = run
-  calls = []
-  real = restore.restore_run
+  calls, chain = [], []
+  real, real_chain = restore.restore_run, checkpoints.restore_checkpoint
   monkeypatch.setattr(restore, 'restore_run', lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+  monkeypatch.setattr(checkpoints, 'restore_checkpoint', lambda *a, **k: chain.append(a[0]) or real_chain(*a, **k))
   from sparsenet_jax.tools import report
   train.evaluate(config, workdir)
+  assert calls == [workdir] and len(chain) == 1
   group = report.group_runs([report.read_run(workdir, 'run')])[0]
-  report.cost(group)
-  assert calls == [workdir, workdir]
+  assert report.cost(group) is not None and calls == [workdir] and len(chain) == 1
   for script in ('predict.py', 'export.py'):
     source = open(os.path.join(ROOT, 'launch', script)).read()
     assert 'restore.restore_run(' in source and 'checkpoints.manager' not in source
-  openers = subprocess.run(['git', 'grep', '-l', 'checkpoints.manager(\\|CheckpointManager('], cwd=ROOT,
-                           capture_output=True, text=True).stdout.split()
-  assert sorted(f for f in openers if not f.startswith('tests/')) == [
+  def grep(pattern):
+    found = subprocess.run(['git', 'grep', '-l', pattern], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    return sorted(f for f in found if not f.startswith('tests/'))
+  assert grep('checkpoints.manager(\\|CheckpointManager(') == [
       'sparsenet_jax/training/checkpoints.py', 'sparsenet_jax/training/restore.py',
       'sparsenet_jax/training/train.py']
+  assert grep('restore_checkpoint(') == ['sparsenet_jax/training/checkpoints.py', 'sparsenet_jax/training/restore.py']

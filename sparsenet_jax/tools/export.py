@@ -9,7 +9,8 @@ and loaded here with `allow_pickle=False`: it never holds Python objects):
     format: "sparsenet_jax.export", format_version: 1,
     model: the architecture it was trained with, `ModelSpec.architecture()` (growth_rate, blocks,
       connectivity, path, near, bottleneck, attention, compression, ..., num_classes),
-    preset, dataset, step: where it came from (informational),
+    preset, dataset, step: where it came from (informational); fingerprint, num_classes, augment,
+      train_size, steps_per_epoch: the rest of the run's description (run.json), when it has them,
     image_shape: [H, W, C] of the training images,
     class_names: one per class, or [] when the data had none,
     mean, std: per channel, 0..255 pixel units: inputs are (pixels - mean) / std.
@@ -39,6 +40,8 @@ FORMAT_VERSION = 1
 META_KEY = '__meta__'
 COLLECTIONS = ('params', 'batch_stats')
 META_FIELDS = ('model', 'preset', 'dataset', 'step', 'image_shape', 'class_names', 'mean', 'std')
+# The rest of the run's description, carried along where the checkpoint has it (older ones do not).
+DESCRIPTION_FIELDS = ('fingerprint', 'num_classes', 'augment', 'train_size', 'steps_per_epoch')
 
 
 class ExportError(ValueError):
@@ -99,7 +102,7 @@ def save_exported(path: str, variables: Mapping[str, Any], meta: Mapping[str, An
               'not an exported model')
       raise ExportError(f'{path} exists and is {what}: add --overwrite to replace it, or choose another --out')
   header = {'format': FORMAT, 'format_version': FORMAT_VERSION, **{f: meta[f] for f in META_FIELDS},
-            'source': source}
+            **{f: meta[f] for f in DESCRIPTION_FIELDS if f in meta}, 'source': source}
   arrays = {path_: np.asarray(v) for path_, v in
             leaves(jax.device_get({c: variables.get(c, {}) for c in COLLECTIONS})).items()}
   arrays[META_KEY] = np.frombuffer(json.dumps(header).encode(), np.uint8)

@@ -1,12 +1,12 @@
 """The reproduction report: every run under a root, grouped across seeds, beside the paper's Table 2.
 
-A run is a directory with `config.json` (and, once it has started, `metrics.jsonl` and checkpoints).
-Runs whose configs agree on everything that changes the result (the seed, logging, checkpointing and
-the model's layout fields do not) form one group, a row of the table: the final-epoch test error of
-its finished runs as mean ± sample std, the paper's number when the group is a Table 2 cell trained as
-the paper did, params and FLOPs (docs/model.md section 3). Runs with no `"final": true` row yet are
-shown as in progress, with their latest evaluation. The workdir files are read through `record`, the
-trained model through `restore.restore_run`.
+A run is a directory with `config.json` (and, once it has started, `run.json`, `metrics.jsonl` and
+checkpoints). Runs that agree on what decides their result (`record.identity`, the rule a resume obeys
+too) but for the seed form one group, a row of the table: the final-epoch test error of its finished
+runs as mean ± sample std, the paper's number when the group is a Table 2 cell trained as the paper
+did, params and FLOPs (docs/model.md section 3) of the model its run description names. Runs with no
+`"final": true` row yet are shown as in progress, with their latest evaluation. The workdir files are
+read through `record`; facts of data a run has not described yet come from the data registry.
 """
 from __future__ import annotations
 
@@ -15,48 +15,29 @@ import json
 import os
 import re
 import sys
+import types
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from sparsenet_jax.model import presets
 from sparsenet_jax.model.spec import ModelSpec
+from sparsenet_jax.training import recipes
 from sparsenet_jax.training import record
-# counting, network, checkpoints and restore (JAX) are imported where a cost is computed: reading runs and
-# grouping them, and `launch/sweep.py` checking its flags, need no JAX.
+# counting and network (JAX) are imported where a cost is computed: reading runs and grouping them, and
+# `launch/sweep.py` checking its flags, need no JAX.
 
-# docs/model.md section 5, the paper's Table 2: final-epoch test error (%) per preset and dataset.
-PAPER_ERRORS: Dict[str, Dict[str, float]] = {
-    'densenet_bc_100': {'cifar10': 4.51, 'cifar100': 22.27, 'svhn': 1.76},
-    'densenet_bc_250': {'cifar10': 3.62, 'cifar100': 17.60, 'svhn': 1.74},
-    'densenet_bc_190': {'cifar10': 3.46, 'cifar100': 17.18},
-    'sparsenet_bc_v1': {'cifar10': 4.34, 'cifar100': 22.18, 'svhn': 2.0},
-    'sparsenet_bc_v2': {'cifar10': 3.93, 'cifar100': 19.27, 'svhn': 1.85},
-    'sparsenet_bc_v3': {'cifar10': 3.56, 'cifar100': 17.75, 'svhn': 1.75},
-    'sparsenet_abc_v1': {'cifar10': 4.25, 'cifar100': 21.59, 'svhn': 1.98},
-    'sparsenet_abc_v2': {'cifar10': 3.75, 'cifar100': 19.54, 'svhn': 1.89},
-    'sparsenet_abc_v3': {'cifar10': 3.40, 'cifar100': 17.53, 'svhn': 1.69},
-    'sparsenet_abc_v4': {'cifar10': 3.24, 'cifar100': 16.98},
-}
-# docs/model.md section 4: the paper's training length; shorter runs are compared, but flagged.
-PAPER_EPOCHS = {'cifar10': 280.0, 'cifar100': 280.0, 'svhn': 40.0}
-# Image shape and classes of datasets whose shape is fixed, for runs without a checkpoint yet.
-KNOWN_DATA = {'cifar10': ((32, 32, 3), 10), 'cifar100': ((32, 32, 3), 100), 'svhn': ((32, 32, 3), 10),
-              'digits': ((8, 8, 1), 10)}
-# Config fields that leave the trained model's error unchanged: not part of a group's identity. The
-# model's layout fields are dropped by `normalize`, which keeps only its architecture.
-NEUTRAL_FIELDS = ('seed', 'log_every_steps', 'eval_every_epochs', 'checkpoint_every_epochs',
-                  'keep_checkpoints', 'eval_batch_size', 'max_device_dataset_bytes', 'dataset.data_dir',
-                  'dataset.download', 'dataset.mirror')
 _DATASET_ORDER = ('cifar10', 'cifar100', 'svhn')
 
 
 class Run(NamedTuple):
   workdir: str
   name: str  # relative to the report's root
-  config: Dict[str, Any]  # config.json flattened to dotted keys ('model.growth_rate')
+  config: Dict[str, Any]  # config.json flattened to dotted keys ('model.growth_rate'), the model resolved
   rows: List[Dict[str, Any]]  # metrics.jsonl
   starts: Tuple[Dict[str, Any], ...] = ()  # starts.jsonl: each start's step and config changes
+  description: Optional[record.Description] = None  # run.json: None before the run started
+  identity: Dict[str, Any] = {}  # record.identity: what decides the run's result
 
 
 class Group(NamedTuple):
@@ -95,46 +76,19 @@ def sample_std(values: Sequence[float]) -> float:
 # Finding and reading runs.
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
-  """{'model': {'path': 14}} -> {'model.path': 14}; lists become tuples so values compare and hash."""
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      out.update(flatten(value, f'{prefix}{key}.'))
-    else:
-      out[prefix + key] = tuple(value) if isinstance(value, list) else value
-  return out
-
-
-def run_spec(config: Mapping[str, Any]) -> Optional[ModelSpec]:
-  """The model a flat config asks for (classes from the data when the config leaves them open), or
-  None for a config this version cannot build."""
-  model = {k[len('model.'):]: v for k, v in config.items() if k.startswith('model.')}
-  if model.get('num_classes') is None and config.get('dataset.name') in KNOWN_DATA:
-    model['num_classes'] = KNOWN_DATA[config['dataset.name']][1]
-  try:
-    return presets.from_config(model)
-  except (KeyError, TypeError, ValueError):
-    return None
-
-
-def normalize(config: Dict[str, Any]) -> Dict[str, Any]:
-  """Spells one model one way: `model.*` becomes the preset name plus the resolved architecture (the
-  default near as its value, no layout fields), however the config wrote it."""
-  spec = run_spec(config)
-  if spec is None:
-    return dict(config)
-  out = {k: v for k, v in config.items() if not k.startswith('model.')}
-  out['model.name'] = config.get('model.name')
-  out.update({f'model.{k}': tuple(v) if isinstance(v, list) else v
-              for k, v in spec.architecture().items() if k != 'num_classes'})
-  out['model.num_classes'] = config.get('model.num_classes')
+def normalize(config: Mapping[str, Any], description: Optional[record.Description] = None) -> Dict[str, Any]:
+  """The flat config with its model spelled one way: the preset name plus the resolved architecture (the
+  default near as its value, no layout fields, the data's class count), however the config wrote it."""
+  flat = record.flatten(config)
+  out = {k: v for k, v in flat.items() if not k.startswith('model.')}
+  out.update({k: v for k, v in record.identity(config, description).items() if k.startswith('model.')})
   return out
 
 
 def read_run(workdir: str, name: str) -> Run:
-  return Run(workdir, name, normalize(flatten(record.read_config(workdir))), record.raw_rows(workdir),
-             tuple(record.starts(workdir)))
+  config, description = record.read_config(workdir), record.read_description(workdir)
+  return Run(workdir, name, normalize(config, description), record.raw_rows(workdir),
+             tuple(record.starts(workdir)), description, record.identity(config, description))
 
 
 def find_runs(root: str, warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
@@ -146,7 +100,7 @@ def find_runs(root: str, warn: Callable[[str], None] = lambda line: print(line, 
     try:
       found.append(read_run(workdir, os.path.basename(os.path.abspath(root)) if name == '.' else name))
     except (OSError, ValueError, UnicodeDecodeError) as e:
-      warn(f'skipped {workdir}: cannot read its {record.CONFIG} ({type(e).__name__}: {" ".join(str(e).split())})')
+      warn(f'skipped {workdir}: {type(e).__name__}: {" ".join(str(e).split())}')
   return found
 
 
@@ -172,9 +126,21 @@ def train_rows(rows: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
 # Grouping, and what the paper says about a group.
 
 
+def model_spec(config: Mapping[str, Any]) -> Optional[ModelSpec]:
+  """The model of a normalized config (the preset's class count where the data's is unknown), or None
+  for a model this version cannot build."""
+  model = {k[len('model.'):]: v for k, v in config.items() if k.startswith('model.') and k != 'model.name'}
+  if model.get('num_classes') is None:
+    model.pop('num_classes', None)
+  try:
+    return ModelSpec.from_json(model)
+  except (TypeError, ValueError):
+    return None
+
+
 def model_overrides(config: Mapping[str, Any]) -> Dict[str, Any]:
   """The architecture fields that differ from the config's preset, in the spec's field order."""
-  spec = run_spec(config)
+  spec = model_spec(config)
   if spec is None or config.get('model.name') not in presets.PRESETS:
     return {}
   changed = presets.changed_fields(spec, config['model.name'])
@@ -213,22 +179,27 @@ def length_label(config: Mapping[str, Any]) -> str:
   return f'{epochs:g} epoch' + ('' if epochs == 1 else 's')
 
 
-def group_key(config: Mapping[str, Any]) -> str:
-  return json.dumps({k: v for k, v in config.items() if k not in NEUTRAL_FIELDS}, sort_keys=True,
-                    default=str)
+def group_fields(run: Run) -> Dict[str, Any]:
+  """What a group's runs share: the run's identity (the rule a resume obeys) less the seed."""
+  return {k: v for k, v in run.identity.items() if k not in record.REPLICATE}
+
+
+def group_key(fields: Mapping[str, Any]) -> str:
+  """`fields` (a group's, or some of them) as one comparable string."""
+  return json.dumps(dict(fields), sort_keys=True, default=str)
 
 
 def paper_error(config: Mapping[str, Any]) -> Optional[float]:
   """The paper's Table 2 number for this config: its preset unchanged on a Table 2 test set."""
   if config.get('dataset.validation_size') or model_overrides(config):
     return None
-  return PAPER_ERRORS.get(config['model.name'], {}).get(config['dataset.name'])
+  return presets.paper_error(config['model.name'], config['dataset.name'])
 
 
 def short_of_paper(config: Mapping[str, Any]) -> bool:
   """Trained for fewer epochs than the paper's recipe (docs/model.md section 4)."""
   epochs = planned_epochs(config)
-  return epochs is None or epochs < PAPER_EPOCHS.get(config['dataset.name'], 0)
+  return epochs is None or epochs < (recipes.paper_epochs(config['dataset.name']) or 0)
 
 
 def _natural(text: str) -> Tuple[Any, ...]:
@@ -236,9 +207,16 @@ def _natural(text: str) -> Tuple[Any, ...]:
   return tuple(int(part) if part.isdigit() else part for part in re.split(r'(\d+)', text))
 
 
+def _model_order() -> List[str]:
+  """Table 2's order: the presets the paper reports, DenseNet first, then every other preset."""
+  names = presets.names()
+  return sorted(names, key=lambda n: (not presets.PRESETS[n].paper_errors,
+                                      presets.get(n).connectivity != 'dense', names.index(n)))
+
+
 def _sort_key(group: Group):
   name = group.config['dataset.name']
-  order = list(PAPER_ERRORS)
+  order = _model_order()
   model = group.config['model.name']
   return (_DATASET_ORDER.index(name) if name in _DATASET_ORDER else len(_DATASET_ORDER), group.dataset,
           order.index(model) if model in order else len(order), _natural(group.model),
@@ -246,13 +224,13 @@ def _sort_key(group: Group):
 
 
 def group_runs(runs: Sequence[Run]) -> List[Group]:
-  """Runs with the same config but for NEUTRAL_FIELDS, in the paper's order, then by name.
+  """Runs with the same `group_fields`, in the paper's order, then by name.
 
   Groups that would read alike (same data, model and length) get the fields that tell them apart.
   """
   by_key: Dict[str, List[Run]] = {}
   for run in runs:
-    by_key.setdefault(group_key(run.config), []).append(run)
+    by_key.setdefault(group_key(group_fields(run)), []).append(run)
   groups = [Group(dataset_label(rs[0].config), model_label(rs[0].config), length_label(rs[0].config),
                   rs[0].config, tuple(rs)) for rs in by_key.values()]
   alike: Dict[Tuple[str, str, str], List[int]] = {}
@@ -261,10 +239,11 @@ def group_runs(runs: Sequence[Run]) -> List[Group]:
   for members in alike.values():
     if len(members) < 2:
       continue
-    keys = sorted({k for i in members for k in groups[i].config} - set(NEUTRAL_FIELDS))
-    differ = [k for k in keys if len({repr(groups[i].config.get(k)) for i in members}) > 1]
-    for i in members:
-      extra = ', '.join(f'{k}={_value_text(groups[i].config.get(k))}' for k in differ)
+    fields = [group_fields(groups[i].runs[0]) for i in members]
+    keys = sorted({k for f in fields for k in f})
+    differ = [k for k in keys if len({repr(f.get(k)) for f in fields}) > 1]
+    for i, f in zip(members, fields):
+      extra = ', '.join(f'{k}={_value_text(f.get(k))}' for k in differ)
       groups[i] = groups[i]._replace(model=f'{groups[i].model} [{extra}]')
   return sorted(groups, key=_sort_key)
 
@@ -281,20 +260,24 @@ def _cost(spec: ModelSpec, image_shape: Tuple[int, ...]) -> Tuple[int, int]:
 
 
 def cost(group: Group) -> Optional[Tuple[int, int]]:
-  """(params, FLOPs per image) of the group's model: from a checkpoint's record of what was trained,
-  else from the config when the dataset's image shape is fixed; None if neither says."""
-  from sparsenet_jax.training import checkpoints, restore  # pylint: disable=import-outside-toplevel
+  """(params, FLOPs per image) of the group's model: the model and image shape a run's description
+  names, else the config's model on the data registry's facts; None if neither says."""
+  from sparsenet_jax.data import datasets  # pylint: disable=import-outside-toplevel
   for run in group.runs:
-    if record.has_checkpoints(run.workdir):
-      try:
-        model, _, meta = restore.restore_run(run.workdir, with_variables=False)
-      except checkpoints.CheckpointError:
-        continue
-      return _cost(model.spec, tuple(meta['image_shape']))
-  spec = run_spec(group.config)
-  if spec is None or group.config['dataset.name'] not in KNOWN_DATA:
+    if run.description is not None:
+      return _cost(run.description.spec, tuple(run.description.image_shape))
+  config = group.config
+  dataset = types.SimpleNamespace(**{k[len('dataset.'):]: v for k, v in config.items() if k.startswith('dataset.')})
+  try:
+    facts = datasets.facts(dataset)
+  except datasets.DataError:
     return None
-  return _cost(spec, KNOWN_DATA[group.config['dataset.name']][0])
+  spec = model_spec(config)
+  if spec is None or facts.image_shape is None:
+    return None
+  if config.get('model.num_classes') is None and facts.num_classes:
+    spec = spec.replace(num_classes=facts.num_classes)
+  return _cost(spec, tuple(facts.image_shape))
 
 
 def tabulate(groups: Sequence[Group], cost_fn: Callable[[Group], Optional[Tuple[int, int]]] = cost

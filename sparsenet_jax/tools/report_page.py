@@ -23,7 +23,7 @@ def families(groups: Sequence[Group], field: str) -> List[List[Group]]:
   key_field = f'model.{field}'
   by_rest: Dict[str, List[Group]] = {}
   for g in groups:
-    rest = {k: v for k, v in g.config.items() if k != key_field}
+    rest = {k: v for k, v in report.group_fields(g.runs[0]).items() if k != key_field}
     by_rest.setdefault(group_key(rest), []).append(g)
   return [sorted(members, key=lambda g: (g.config[key_field] is not None, g.config[key_field]))
           for members in by_rest.values()
@@ -50,7 +50,8 @@ def connection_families(groups: Sequence[Group]) -> List[List[Group]]:
     dense = c.get('model.connectivity') == 'dense'
     if not dense and not (c.get('model.connectivity') == 'sparsenet' and c.get('model.near') == c['model.path'] // 2):
       continue
-    by_rest.setdefault(group_key({k: v for k, v in c.items() if k not in keys}), []).append(g)
+    fields = report.group_fields(g.runs[0])
+    by_rest.setdefault(group_key({k: v for k, v in fields.items() if k not in keys}), []).append(g)
   return [sorted(m, key=lambda g: (g.config['model.path'] is None, g.config['model.path'] or 0))
           for m in by_rest.values()
           if len(m) > 1 and any(g.config.get('model.connectivity') == 'sparsenet' for g in m)]
@@ -89,7 +90,7 @@ def fig3_families(groups: Sequence[Group]) -> List[List[Tuple[str, Group]]]:
       changed.pop('connectivity')
     name = names.get(tuple(sorted(changed.items())))
     if name:
-      rest = {k: v for k, v in g.config.items() if not k.startswith('model.')}
+      rest = {k: v for k, v in report.group_fields(g.runs[0]).items() if not k.startswith('model.')}
       by_rest.setdefault(group_key(rest), []).append((name, g))
   order = list(presets.FIG3)
   return [sorted(m, key=lambda ng: order.index(ng[0])) for m in by_rest.values() if len(m) > 1]

@@ -13,9 +13,9 @@ import os
 import re
 from typing import Any, Dict, Tuple
 
+from sparsenet_jax.data import datasets
 from sparsenet_jax.model import presets
 from sparsenet_jax.model.spec import ModelSpec
-from sparsenet_jax.tools import report
 
 
 def load_config(config: str, repo: str, overrides: Dict[str, Any]):
@@ -38,16 +38,13 @@ def load_config(config: str, repo: str, overrides: Dict[str, Any]):
 
 
 def run_spec(config: str, repo: str, overrides: Dict[str, Any]) -> Tuple[ModelSpec, Tuple[int, ...]]:
-  """(the model the run trains, its input shape); raises ValueError if it does not build."""
+  """(the model the run trains, its input shape), as training will resolve them: the config's model on
+  the data registry's facts of its data; ValueError (or datasets.DataError) if it does not build."""
   cfg = load_config(config, repo, overrides)
-  flat = report.flatten(cfg.to_dict())
-  if flat.get('model.num_classes') is None and cfg.dataset.name not in report.KNOWN_DATA:
-    flat['model.num_classes'] = cfg.dataset.get('num_classes') or 10  # npz, folders: the config's, or 10
-  spec = report.run_spec(flat)  # the report's reading of a config: one owner
-  if spec is None:
-    presets.from_config(cfg.model)  # raises the ValueError that says why
-    raise ValueError(f'{config} does not describe a model this version can build')
-  return spec, report.KNOWN_DATA.get(cfg.dataset.name, ((32, 32, 3), None))[0]  # npz, folders: RGB 32x32
+  data = datasets.facts(cfg.dataset)
+  if data.image_shape is None:
+    raise ValueError(f'{config}: the image shape of dataset {cfg.dataset.name} is unknown before loading it')
+  return presets.from_config(cfg, data.num_classes), tuple(data.image_shape)
 
 
 @functools.lru_cache(maxsize=None)

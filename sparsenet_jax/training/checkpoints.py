@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import jax
 import numpy as np
@@ -176,15 +176,11 @@ def set_aside(mgr: ocp.CheckpointManager, workdir: str, bad: List[int]) -> None:
 def saved_spec(meta: Dict[str, Any]) -> ModelSpec:
   """The model a checkpoint holds, in the layout its state was written in.
 
-  Checkpoints before the canonical layout kept `scan`/`scan_chunk`/`remat` (and `num_classes` beside
-  the model); both spellings are read.
+  The meta embeds the run's description (`record.Description`); checkpoints before the canonical layout
+  kept `scan`/`scan_chunk`/`remat` in `layout` (and `num_classes` beside the model): both are read.
   """
-  model = dict(meta.get('model') or {})
-  if 'num_classes' not in model and 'num_classes' in meta:
-    model['num_classes'] = meta['num_classes']
-  model.update(meta.get('layout') or {})
   try:
-    return ModelSpec.from_json(model)
+    return record.Description.from_json(meta).spec.replace(**(meta.get('layout') or {}))
   except (TypeError, ValueError) as e:
     raise CheckpointError(f'the checkpoint describes a model this version cannot build: {e}') from None
 
@@ -207,13 +203,13 @@ def convert(state: Any, src: ModelSpec, dst: ModelSpec, mesh) -> Any:
   return jax.jit(move, out_shardings=NamedSharding(mesh, P()))(state)
 
 
-def save(mgr: ocp.CheckpointManager, step: int, state: Any, spec: ModelSpec, meta: Dict[str, Any],
-         mesh) -> None:
-  """Starts an (asynchronous) save in the canonical layout; a failure of this or the previous save is
-  a CheckpointError."""
+def save(mgr: ocp.CheckpointManager, step: int, state: Any, spec: ModelSpec, description: record.Description,
+         extra: Dict[str, Any], mesh) -> None:
+  """Starts an (asynchronous) save in the canonical layout, the run's description and `extra` in its
+  meta; a failure of this or the previous save is a CheckpointError."""
   canonical = spec.canonical()
   state = convert(state, spec, canonical, mesh)
-  meta = {**meta, 'model': spec.architecture(), 'layout': {'scan': canonical.scan}, 'digests': digests(state)}
+  meta = {**description.to_json(), **extra, 'layout': {'scan': canonical.scan}, 'digests': digests(state)}
   try:
     mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                            meta=ocp.args.JsonSave(meta)), force=True)
@@ -255,30 +251,60 @@ def check_image_shape(meta: Dict[str, Any], image_shape, step: int, where: str) 
                           f'has image_shape={list(image_shape)}; use another --workdir or the old data')
 
 
-def restore(mgr: ocp.CheckpointManager, abstract_state_for, spec: ModelSpec, image_shape, mesh,
-            step: Optional[int] = None) -> Tuple[Any, Dict[str, Any], List[int]]:
-  """(train state, meta, newer steps that failed verification) of the newest checkpoint that verifies
-  (or of `step`), in the layout of `spec`.
+class Restored(NamedTuple):
+  tree: Any  # what `abstract_for` asked for, as stored; None when it is None
+  meta: Dict[str, Any]  # the checkpoint's meta: the run's description (record.Description) and more
+  stored: ModelSpec  # the model in the layout `tree` was written in
+  step: int
+  failed: List[int]  # newer steps that failed verification
 
-  `abstract_state_for(spec)` gives the abstract train state of a spec (shapes and shardings). Raises
-  CheckpointError if the checkpoint's architecture or image shape differs from `spec`'s, or if no
-  checkpoint verifies.
-  """
+
+def restore_checkpoint(mgr: ocp.CheckpointManager,
+                       abstract_for: Optional[Callable[[ModelSpec, record.Description], Any]] = None, *,
+                       expect: Optional[Callable[[record.Description], ModelSpec]] = None,
+                       image_shape=None, partial: bool = False, step: Optional[int] = None) -> Restored:
+  """The one way a checkpoint is read: resuming training and `restore.restore_run` (eval, predict,
+  export) both come here. The newest step that verifies (or `step`): its meta, the one architecture
+  check (against `expect(description)`, when given) and image-shape check, the arrays
+  `abstract_for(stored spec, description)` describes (with `partial`, a sub-tree of the state such as
+  the variables),
+  verified against their digests; an unreadable or damaged step is passed over for an older one."""
   where = mgr.directory
 
   def load(s):
     meta = read_meta(mgr, s)
     stored = saved_spec(meta)
-    check_architecture(stored, spec, s, where)
-    check_image_shape(meta, image_shape, s, where)
-    stored = spec.replace(scan=stored.scan, scan_chunk=stored.scan_chunk)
+    description = record.Description.from_json(meta)
+    if expect is not None:
+      check_architecture(stored, expect(description), s, where)
+    if image_shape is not None:
+      check_image_shape(meta, image_shape, s, where)
+    if abstract_for is None:
+      return None, meta, stored
+    abstract = abstract_for(stored, description)
+    if partial:
+      args = ocp.args.PyTreeRestore(item=abstract, partial_restore=True,
+                                    restore_args=ocp.checkpoint_utils.construct_restore_args(abstract))
+    else:
+      args = ocp.args.StandardRestore(abstract)
     try:
-      state = mgr.restore(s, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state_for(stored))))['state']
-    except Exception as e:
+      tree = mgr.restore(s, args=ocp.args.Composite(state=args))['state']
+    except Exception as e:  # Orbax raises many types for unreadable files
       raise IntegrityError(f'unreadable: {type(e).__name__}: {first_line(e)}') from None
-    verify(state, meta)
-    return state, meta, stored
+    verify(tree, meta)
+    return tree, meta, stored
 
-  (state, meta, stored), _, failed = newest_verified(mgr, load, step)
-  return convert(state, stored, spec, mesh), meta, failed
+  (tree, meta, stored), s, failed = newest_verified(mgr, load, step)
+  return Restored(tree, dict(meta, step=s), stored, s, failed)
+
+
+def restore(mgr: ocp.CheckpointManager, abstract_state_for, spec: ModelSpec, image_shape, mesh,
+            step: Optional[int] = None) -> Tuple[Any, Dict[str, Any], List[int]]:
+  """Training's resume through `restore_checkpoint`: (train state in the layout of `spec`, meta, newer
+  steps that failed verification). `abstract_state_for(spec)` gives the abstract train state of a spec
+  (shapes and shardings). CheckpointError if the architecture or image shape differs from `spec`'s."""
+  def abstract_for(stored, _):
+    return abstract_state_for(spec.replace(scan=stored.scan, scan_chunk=stored.scan_chunk))
+  r = restore_checkpoint(mgr, abstract_for, expect=lambda _: spec, image_shape=image_shape, step=step)
+  stored = spec.replace(scan=r.stored.scan, scan_chunk=r.stored.scan_chunk)
+  return convert(r.tree, stored, spec, mesh), r.meta, r.failed

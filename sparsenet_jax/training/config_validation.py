@@ -1,16 +1,12 @@
 """Checks a config before anything is loaded or compiled, so a typo costs one line, not a traceback."""
 from __future__ import annotations
 
-from typing import Optional
-
 from sparsenet_jax.data import datasets
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
-from sparsenet_jax.model.spec import ModelSpec
+from sparsenet_jax.model.spec import PRECISIONS
 from sparsenet_jax.training import optimizer
 
-DTYPES = {'fp32': 'float32', 'bf16': 'bfloat16'}
-PRECISIONS = tuple(DTYPES)
 
 
 class ConfigError(ValueError):
@@ -56,21 +52,15 @@ def validate(config, device_count: int) -> None:
     optimizer.make(config.optimizer.name, config.optimizer.kwargs, 0.1, config.weight_decay)
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  model_spec(config)
+  check_model(config)
 
 
-def model_spec(config, num_classes: Optional[int] = None, axis_name: Optional[str] = None) -> ModelSpec:
-  """The model a config asks for: its preset with the fields the config sets, the data's class count
-  unless the config sets one, and the runtime fields from `precision` and `sync_batch_norm`."""
+def check_model(config) -> None:
+  """The model builds: its preset exists and every field it sets is allowed (no data needed)."""
   if config.model.name not in presets.PRESETS:
     raise ConfigError(f'config.model.name={config.model.name!r} is not a preset; known: '
                       f'{", ".join(presets.names())}')
   try:
-    spec = presets.from_config(config.model)
-    if num_classes is not None and config.model.num_classes is None:
-      spec = spec.replace(num_classes=num_classes)
-    spec = spec.replace(dtype=DTYPES[config.precision], axis_name=axis_name)
-    network.block_plans(spec)
+    network.block_plans(presets.from_config(config))
   except ValueError as e:
     raise ConfigError(f'config.model: {e}') from None
-  return spec

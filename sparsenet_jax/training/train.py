@@ -1,9 +1,10 @@
 """Training and evaluation, top to bottom: config -> data -> model -> step -> checkpoint -> metrics.
 
 The pieces live in their own modules and are called here in that order: `datasets.load` (data),
-`config_validation.model_spec` and `network.make` (model), `optimizer.from_config` and `steps` (the
-jitted, `shard_map`-ed train and eval steps), `checkpoints` (Orbax, canonical layout), `metrics` and
-`record` (the workdir's metrics.jsonl, TensorBoard and progress line).
+`presets.from_config` and `network.make` (model), `record.Description` (the run's description, written
+to run.json and into every checkpoint), `optimizer.from_config` and `steps` (the jitted,
+`shard_map`-ed train and eval steps), `checkpoints` (Orbax, canonical layout), `metrics` and `record`
+(the workdir's metrics.jsonl, TensorBoard and progress line).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import numpy as np
 from sparsenet_jax.data import datasets
 from sparsenet_jax.data import input_pipeline
 from sparsenet_jax.model import network
+from sparsenet_jax.model import presets
+from sparsenet_jax.model.spec import PRECISIONS
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.training import config_validation
 from sparsenet_jax.training import metrics as metrics_lib
@@ -144,18 +147,22 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else optimizer.total_steps(config.num_epochs, steps_per_epoch))
 
-  # Model, optimiser, state.
-  spec = config_validation.model_spec(config, data.num_classes,
-                                      axis_name='data' if config.sync_batch_norm else None)
+  # Model, the run's description, optimiser, state.
+  try:
+    spec = presets.from_config(config, data.num_classes, axis_name='data' if config.sync_batch_norm else None)
+  except ValueError as e:
+    raise config_validation.ConfigError(f'config.model: {e}') from None
   model = network.make(spec)
+  description = record.Description(
+      preset=config.model.name, model=spec.architecture(), dataset=data.name, fingerprint=data.fingerprint,
+      image_shape=list(image_shape), num_classes=spec.num_classes, class_names=list(data.class_names or []),
+      mean=list(data.mean), std=list(data.std), augment=data.augment, train_size=len(data.train),
+      steps_per_epoch=steps_per_epoch)
+  record.check_data(workdir, description)
   tx, schedule = optimizer.from_config(config, steps_per_epoch)
 
   def abstract_state(s):
     return steps.create_train_state(config.seed, network.make(s), tx, image_shape, mesh, abstract=True)
-
-  meta = {'preset': config.model.name, 'image_shape': list(image_shape), 'steps_per_epoch': steps_per_epoch,
-          'dataset': config.dataset.name, 'class_names': list(data.class_names or []),
-          'mean': list(data.mean), 'std': list(data.std)}
 
   # Checkpoints and metrics.
   mgr = checkpoints.manager(workdir, config.keep_checkpoints)
@@ -170,6 +177,7 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
                             'this config gives; use another --workdir or a longer num_epochs')
   if jax.process_index() == 0:
     record.write_config(workdir, config.to_json_best_effort(indent=2, sort_keys=True))
+    record.write_description(workdir, description)
     record.append_start(workdir, start_step, changes)
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(total_steps, start_step)
@@ -183,8 +191,8 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   def save(step):
     # The step is the data position (batch order is a function of seed and epoch); spelled out for people.
     epoch, batch = divmod(step, steps_per_epoch)
-    checkpoints.save(mgr, step, state, spec, {**meta, 'data_position': {'epoch': epoch, 'batch_in_epoch': batch}},
-                     mesh)
+    checkpoints.save(mgr, step, state, spec, description,
+                     {'data_position': {'epoch': epoch, 'batch_in_epoch': batch}}, mesh)
 
   def evaluate(step, final=False):
     row = {'step': step, 'epoch': step / steps_per_epoch,
@@ -273,28 +281,27 @@ def evaluate(config, workdir: str, show=None) -> Dict[str, Any]:
   split; `show(row)` is called before the row is appended to metrics.jsonl, so a workdir that cannot be
   written still shows the result (then WorkdirError says the record failed).
 
-  The model is the checkpoint's (the config's architecture must agree; its layout may differ), and
-  normalisation uses the statistics of the data it was trained on, saved with the checkpoint, so another
-  test file is judged exactly as the original test split was.
+  The model is the checkpoint's (the config's architecture must agree, with the class count of the
+  trained run unless the config names one; its layout may differ), and normalisation uses the statistics
+  of the data it was trained on, from the run's description, so another test file is judged exactly as
+  the original test split was.
   """
-  spec = config_validation.model_spec(config)
   mesh = steps.make_mesh()
-  model, variables, meta = restore.restore_run(workdir)
-  num_classes = model.spec.num_classes  # the checkpoint's, unless the config names a class count
-  expect = spec if config.model.num_classes is not None else spec.replace(num_classes=num_classes)
-  checkpoints.check_architecture(model.spec, expect, meta['step'], workdir)  # dtype is runtime
-  model = network.make(model.spec.replace(dtype=spec.dtype))
+  model, variables, meta = restore.restore_run(workdir, expect=lambda d: presets.from_config(config, d.num_classes))
+  described = record.Description.from_json(meta)
+  model = network.make(model.spec.replace(dtype=PRECISIONS[config.precision]))  # dtype is runtime
+  num_classes = model.spec.num_classes
   data = datasets.load(config.dataset)
   if data.test.labels.size and int(data.test.labels.max()) >= num_classes:
     raise datasets.DataError(f'test labels go up to {int(data.test.labels.max())} but the model in {workdir} '
                              f'has {num_classes} classes')
-  if list(data.test.images.shape[1:]) != list(meta['image_shape']):
+  if list(data.test.images.shape[1:]) != list(described.image_shape):
     raise datasets.DataError(f'the test images are {list(data.test.images.shape[1:])} but the model in '
-                             f'{workdir} was trained on {meta["image_shape"]}')
+                             f'{workdir} was trained on {described.image_shape}')
   variables = jax.device_put(variables, steps.replicated(mesh))
   eval_batch = config.eval_batch_size - config.eval_batch_size % mesh.size or mesh.size
-  eval_step = steps.make_eval_step(model, mesh, meta['mean'], meta['std'])
-  row = {'step': meta['step'], 'epoch': meta['step'] / meta['steps_per_epoch'], 'mode': 'eval',
+  eval_step = steps.make_eval_step(model, mesh, described.mean, described.std)
+  row = {'step': meta['step'], 'epoch': meta['step'] / described.steps_per_epoch, 'mode': 'eval',
          **steps.evaluate_split(eval_step, variables, data.test, mesh, eval_batch)}
   if show is not None:
     show(row)
