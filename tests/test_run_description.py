@@ -55,7 +55,7 @@ def test_a_requeued_run_whose_data_moved_continues_and_other_data_is_refused(tmp
   moved = shutil.copy(a, tmp_path / 'moved.npz')
   r = run(NPZ_CONFIG, f'--workdir={workdir}', *NPZ_TINY, f'--config.dataset.train_path={moved}',
           '--config.dataset.data_dir=/scratch/job2', '--config.dataset.mirror=http://127.0.0.1:9/',
-          '--config.num_train_steps=6')
+          '--config.num_train_steps=6', '--extend')
   assert r.returncode == 0, r.stderr[-2000:]
   assert 'resumed from step 3' in r.stderr
   assert [s['from_step'] for s in record.starts(workdir)] == [0, 3]
@@ -63,7 +63,7 @@ def test_a_requeued_run_whose_data_moved_continues_and_other_data_is_refused(tmp
   other = _npz(tmp_path / 'other.npz', 1)
   before = open(os.path.join(workdir, 'metrics.jsonl')).read()
   r = run(NPZ_CONFIG, f'--workdir={workdir}', *NPZ_TINY, f'--config.dataset.train_path={other}',
-          '--config.num_train_steps=9')
+          '--config.num_train_steps=9', '--extend')
   assert r.returncode == 2
   line, = r.stderr.strip().splitlines()
   assert line.startswith(f'config error: {workdir} was trained on npz data with fingerprint '
@@ -73,11 +73,11 @@ def test_a_requeued_run_whose_data_moved_continues_and_other_data_is_refused(tmp
 
 
 def test_digits_resumed_with_another_data_dir_continues(tmp_path):
-  """The issue's own reproduction: 3 steps with data_dir=A, then 6 with data_dir=B."""
+  """3 steps with data_dir=A, then 6 with data_dir=B (a finished run goes on only with --extend)."""
   workdir = str(tmp_path / 'run')
   r = run(*TINY, f'--workdir={workdir}', '--config.num_train_steps=3', '--config.dataset.data_dir=A')
   assert r.returncode == 0, r.stderr[-2000:]
-  r = run(*TINY, f'--workdir={workdir}', '--config.num_train_steps=6', '--config.dataset.data_dir=B')
+  r = run(*TINY, f'--workdir={workdir}', '--config.num_train_steps=6', '--config.dataset.data_dir=B', '--extend')
   assert r.returncode == 0, r.stderr[-2000:]
   assert 'resumed from step 3' in r.stderr
 
@@ -93,26 +93,37 @@ def _config(**fields):
   return config
 
 
+# A valid value other than the preset's for every model field the config leaves open (None).
+_MODEL_VALUES = {'growth_rate': 8, 'blocks': (2, 2, 2), 'connectivity': 'log', 'path': 10, 'near': 3,
+                 'bottleneck': False, 'attention': 'se', 'compression': 'half', 'conv_bias': False,
+                 'stem_relu': False, 'stem_features': 24, 'num_classes': 7, 'se_reduction': 4,
+                 'bn_momentum': 0.99, 'bn_epsilon': 1e-5, 'dropout': 0.2, 'scan': True, 'scan_chunk': 2,
+                 'remat': True, 'conv_impl': 'xla', 'remat_impl': 'tied'}
+
+
 def _changed(field):
-  """A value of `field` other than the paper config's, valid for it."""
+  """A valid value of `field` other than the paper config's."""
   value = record.flatten(_config())[field]
-  alternatives = {bool: lambda v: not v, int: lambda v: (v or 1) + 1, float: lambda v: (v or 1.0) * 2,
-                  str: lambda v: (v or 'x') + '_elsewhere', tuple: lambda v: tuple(v) + (1.0,)}
-  if field == 'model.conv_impl':
-    return 'xla'
-  if field == 'model.remat_impl':
-    return 'tied'
+  if field.startswith('model.'):
+    return _MODEL_VALUES[field[len('model.'):]]
   if field in ('learning_rates', 'lr_boundaries_epochs'):
     return list(value) + [value[-1] / 10 if field == 'learning_rates' else value[-1] + 10]
   if value is None:
-    return 1 if spec_lib.field_type(field[len('model.'):]) is int else 'somewhere'
-  return alternatives[type(value)](value)
+    return 'somewhere'
+  return {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v * 2,
+          str: lambda v: v + '_elsewhere', tuple: lambda v: tuple(v) + (1.0,)}[type(value)](value)
+
+
+# What training records for the paper config on CIFAR-10 (the fingerprint stands for the data's content).
+_DESCRIBED = record.Description('sparsenet_bc_v1', presets.get('sparsenet_bc_v1').architecture(), 'cifar10',
+                                '0123456789abcdef', [32, 32, 3], 10, [], [0.0] * 3, [1.0] * 3, 'cifar', 50000, 781)
 
 
 def _resume_allowed(tmp_path, field, value):
   workdir = str(tmp_path / field)
   os.makedirs(workdir)
   record.write_config(workdir, json.dumps(_config()))
+  record.write_description(workdir, _DESCRIBED)
   try:
     record.check_resume(workdir, _config(**{field: value}), extend=True)
     return True
@@ -122,7 +133,8 @@ def _resume_allowed(tmp_path, field, value):
 
 def _grouped(field, value):
   def run_of(config):
-    return report.Run('w', 'r', report.normalize(config), [], (), None, record.identity(config))
+    return report.Run('w', 'r', report.normalize(config, _DESCRIBED), [], (), _DESCRIBED,
+                      record.identity(config, _DESCRIBED))
   return report.group_key(report.group_fields(run_of(_config()))) == report.group_key(
       report.group_fields(run_of(_config(**{field: value}))))
 
@@ -190,7 +202,7 @@ def test_a_preset_without_paper_numbers_prints_in_summary(tmp_path):
   line, = [l for l in r.stdout.splitlines() if l.startswith('| tiny_nopaper |')]
   cells = [c.strip() for c in line.split('|')[1:-1]]
   assert cells[2] == '-' and cells[3] == '-'  # paper params, diff
-  assert len([l for l in r.stdout.splitlines() if l.startswith('| ')]) == len(presets.names()) + 3
+  assert len([l for l in r.stdout.splitlines() if l.startswith("| ")]) == 1 + len(presets.names()) + 1  # header, the presets, the new one
 
 
 def test_config_files_accept_any_preset():
