@@ -65,6 +65,7 @@ def register(name: str, params: Sequence[str] = (), resolve: Optional[Callable[.
 
 
 def get(name: str) -> Pattern:
+  """The pattern registered as `name`; an unknown name is a ValueError that lists the known ones."""
   if not isinstance(name, str) or name not in PATTERNS:
     raise ValueError(f'connectivity must be one of {", ".join(PATTERNS)}, got {name!r}')
   return PATTERNS[name]
