@@ -82,9 +82,10 @@ def schedule_lines(name, model):
         merged[-1] = merged[-1].split('-')[0] + '-' + p.split()[-1].split('-')[-1]
       else:
         merged.append(p)
-    how = ', read by channel counts' if plan.by_channels else ''
-    lines.append(f'{name} block {b + 1} ({len(plan.table)} layers, '
-                 f'{connectivity.num_connections(plan.table)} connections{how}): {"; ".join(merged)}')
+    rows, width, k = plan.rows, plan.input_width, plan.growth_rate
+    how = ', read by channel counts' if connectivity.cuts_pieces(rows + (plan.output_row,), width, k) else ''
+    lines.append(f'{name} block {b + 1} ({len(rows)} layers, '
+                 f'{connectivity.num_connections(rows, width, k)} connections{how}): {"; ".join(merged)}')
   return lines
 
 
@@ -92,9 +93,9 @@ def dead_layer_warnings(name, model):
   """One line per block with layers whose output no later layer, transition or head reads."""
   lines = []
   for b, plan in enumerate(model.plans()):
-    dead = connectivity.unread_layers(plan.reads, plan.output_reads, plan.input_width, model.spec.growth_rate)
+    dead = connectivity.unread_layers(plan.rows, plan.output_row, plan.input_width, plan.growth_rate)
     if dead:
-      lines.append(f'warning: {name} block {b + 1}: {len(dead)} of {len(plan.table)} layers are dead, their '
+      lines.append(f'warning: {name} block {b + 1}: {len(dead)} of {len(plan.rows)} layers are dead, their '
                    f'outputs read by no later layer, transition or head (near={model.spec.near}): layers '
                    f'{", ".join(str(j + 1) for j in dead)}')
   return lines

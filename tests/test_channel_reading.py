@@ -1,6 +1,6 @@
 """The channel reading: block inputs that are not whole groups (DenseNet-40 made sparse, Figs. 1 and 3).
 
-Properties of `connectivity.channel_rows` (hypothesis, like tests/test_connectivity.py), and the network
+Properties of `connectivity.block_rows` (hypothesis, like tests/test_connectivity.py), and the network
 that slices them: scanned equals unrolled, DenseNet-40's variants build with the expected counts.
 """
 import jax
@@ -24,7 +24,7 @@ def channel_args(draw):
 @given(channel_args())
 def test_every_channel_read_exists_and_the_budget_holds(args):
   width, n, k, path, near = args
-  rows, out = c.channel_rows(width, n, k, path, near)
+  rows, out = c.block_rows(width, n, k, path=path, near=near)
   for i, row in enumerate(list(rows) + [out]):
     total = width + i * k
     assert row == c.merge(row) and row  # sorted, disjoint, non-empty
@@ -38,7 +38,7 @@ def test_every_channel_read_exists_and_the_budget_holds(args):
 def test_capped_rows_are_oldest_far_and_newest_near_channels(args):
   width, n, k, path, near = args
   nn_ = path // 2 if near is None else near
-  rows, out = c.channel_rows(width, n, k, path, near)
+  rows, out = c.block_rows(width, n, k, path=path, near=near)
   for i, row in enumerate(list(rows) + [out]):
     total = width + i * k
     if total > (path + 2) * k:
@@ -47,16 +47,17 @@ def test_capped_rows_are_oldest_far_and_newest_near_channels(args):
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(1, 12), st.integers(1, 40), st.integers(1, 16), st.integers(0, 30), st.data())
-def test_whole_groups_read_exactly_the_group_table(g0, n, k, path, data):
-  """For inputs that are multiples of k the channel reading is the group reading."""
+def test_whole_groups_read_exactly_the_papers_groups(g0, n, k, path, data):
+  """For inputs that are multiples of k the channel reading is the paper's group reading: whole groups,
+  the far oldest and the near newest once a consumer sees more than path + 2 of them."""
   near = data.draw(st.one_of(st.none(), st.integers(0, path + 2)))
-  rows, out = c.channel_rows(g0 * k, n, k, path, near)
-  table = c.block_table(g0, n, path, near)
-  widths = [k] * (g0 + n)
-  assert rows == tuple(c.group_intervals(r, widths) for r in table)
-  assert out == c.group_intervals(c.transition_sources(g0, n, path, near), widths)
-  for i, row in enumerate(rows):
-    assert row == c.channel_sources(g0 * k + i * k, k, path, near)
+  nn_ = path // 2 if near is None else near
+  rows, out = c.block_rows(g0 * k, n, k, path=path, near=near)
+  for i, row in enumerate(list(rows) + [out]):
+    seen = g0 + i
+    groups = range(seen) if seen <= path + 2 else list(range(path + 2 - nn_)) + list(range(seen - nn_, seen))
+    assert row == c.merge([(g * k, (g + 1) * k) for g in groups])
+  assert not c.cuts_pieces(list(rows) + [out], g0 * k, k)
 
 
 @settings(max_examples=300, deadline=None)
@@ -66,7 +67,7 @@ def test_no_layer_is_dead_unless_near_is_zero(args):
   for near = 0 (the paper's literal "14-0"; also the default near of path 0 and 1, path // 2), which
   `launch/summary.py` then warns about."""
   width, n, k, path, near = args
-  rows, out = c.channel_rows(width, n, k, path, near)
+  rows, out = c.block_rows(width, n, k, path=path, near=near)
   dead = c.unread_layers(rows, out, width, k)
   if (path // 2 if near is None else near) != 0:
     assert dead == ()
@@ -77,30 +78,31 @@ def test_no_layer_is_dead_unless_near_is_zero(args):
 
 @settings(max_examples=300, deadline=None)
 @given(channel_args())
-def test_steady_state_of_channel_rows_is_prefix_plus_window_sliding_by_k(args):
+def test_scan_shape_of_channel_rows_is_prefix_plus_window_sliding_by_k(args):
   width, n, k, path, near = args
-  rows, out = c.channel_rows(width, n, k, path, near)
-  steady = c.channel_steady_state(rows, out, width, k)
-  if steady is None:
-    return
-  for i, row in enumerate(list(rows[steady.start:]) + [out]):
-    total = width + (steady.start + i) * k
-    assert row == c.merge([(0, steady.far * k), (total - steady.near * k, total)])
-  assert c.channel_dense_rows(rows, width, k, steady.start) <= steady.start
+  rows, out = c.block_rows(width, n, k, path=path, near=near)
+  shape = c.scan_shape(rows, out, width, k)
+  for i, row in enumerate(list(rows[shape.steady:]) + [out] if shape.steady < n else []):
+    total = width + (shape.steady + i) * k
+    assert row == c.merge([(0, shape.far * k), (total - shape.near * k, total)])
+  assert all(rows[i] == ((0, width + i * k),) for i in range(shape.growing))  # the growing rows read all
+  assert shape.growing <= shape.steady
 
 
 def test_authors_example_densenet40_block2_path12():
   # 160 channels in, k=12, path 12 (far 8, near 6): layer 2 sees 172 channels and reads the oldest
   # 96 and the newest 72, which start 4 channels into a k-group of the block input.
-  rows, out = c.channel_rows(160, 12, 12, 12)
+  rows, out = c.block_rows(160, 12, 12, path=12)
   assert rows[0] == ((0, 160),)
   assert rows[1] == ((0, 96), (100, 172))
   assert out == ((0, 96), (232, 304))
 
 
-def test_other_patterns_refuse_an_indivisible_input_by_name():
-  with pytest.raises(ValueError, match='log'):
-    c.channel_rows(10, 4, 4, None, pattern='log')
+def test_log_counts_layers_back_with_the_whole_input_as_the_oldest_piece():
+  rows, out = c.block_rows(10, 4, 4, 'log')  # a 10-channel input, k=4: not whole groups
+  assert rows == (((0, 10),), ((0, 14),), ((0, 18),), ((0, 10), (14, 22)))
+  assert out == ((0, 14), (18, 26))  # the input, and layers 4, 3 and 1 (distances 1, 2, 4)
+  assert c.num_connections(rows, 10, 4) == 1 + 2 + 3 + 3
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -129,7 +131,7 @@ def test_channel_blocks_scan_as_they_run_unrolled(hp):
   from sparsenet_jax.model import layout, network
   hp = dict(hp, num_classes=5)
   unrolled, scanned = network.make(**hp), network.make(**hp, scan=True)
-  assert any(p.by_channels for p in unrolled.plans())
+  assert any(c.cuts_pieces(p.rows + (p.output_row,), p.input_width, 4) for p in unrolled.plans())
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
   shapes = jax.eval_shape(lambda: unrolled.init(jax.random.key(0), x))
   leaves, treedef = jax.tree.flatten_with_path(shapes)

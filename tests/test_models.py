@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from sparsenet_jax.model import connectivity
 from sparsenet_jax.model import counting
 from sparsenet_jax.model import layers
 from sparsenet_jax.model import network
@@ -127,7 +128,8 @@ def test_plans_of_v1_bc():
   plans = presets.build('sparsenet_bc_v1').plans()
   assert [p.input_width for p in plans] == [32, 96, 144]
   assert [p.transition_width for p in plans] == [96, 144, None]
-  assert [len(p.output_sources) for p in plans] == [10, 16, 16]
+  assert [connectivity.num_connections([p.output_row], p.input_width, 16) for p in plans] == [10, 16, 16]
+  assert [p.output_width for p in plans] == [160, 256, 256]
 
 
 @pytest.mark.parametrize('overrides,field', [
@@ -141,8 +143,7 @@ def test_plans_of_v1_bc():
     (dict(num_classes=0), 'num_classes'),
     (dict(scan_chunk=0), 'scan_chunk'),
     (dict(depth=100), 'depth'),
-    (dict(stem_features=20, connectivity='log'), 'growth_rate'),  # log needs whole groups (sparse reads
-    # such inputs by channel counts since Figs. 1 and 3: tests/test_channel_reading.py)
+    (dict(connectivity='ring'), 'connectivity'),
 ])
 def test_bad_hyperparameters_raise_clear_errors(overrides, field):
   with pytest.raises(ValueError, match=field):

@@ -184,12 +184,12 @@ def test_bf16_computes_in_bf16_and_keeps_fp32_state():
       float(jax.jit(loss_fn, static_argnums=0)(fp32)), rel=2e-2)
 
 
-def test_log_connectivity_counts_its_parameters_and_scans_where_its_table_allows():
+def test_log_connectivity_counts_its_parameters_and_scans_where_its_rows_allow():
   k, classes = 4, 5
   spec = ModelSpec(growth_rate=k, blocks=(9,), connectivity='log', num_classes=classes)
   plan = network.make(spec).plans()[0]
   expected = 3 * 3 * 3 * 2 * k + 2 * k  # stem conv and bias
-  expected += sum(2 * w + 3 * 3 * w * k + k for w in connectivity.input_widths(plan.table, k))  # BN, conv
+  expected += sum(2 * w + 3 * 3 * w * k + k for w in map(connectivity.width, plan.rows))  # BN, conv
   expected += 2 * plan.output_width + plan.output_width * classes + classes  # head BN, classifier
   assert counting.param_count(network.make(spec)) == expected
   assert counting.param_count(network.make(spec, scan=True)) == expected

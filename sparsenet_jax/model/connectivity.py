@@ -1,32 +1,82 @@
-"""Connection tables: which earlier feature groups each layer of a block reads.
+"""Connection patterns: which channels of its block each layer reads, as half-open intervals.
 
-Pure Python on purpose (no JAX, no Flax): the table is static, known at trace time, and the sharpest
+Pure Python on purpose (no JAX, no Flax): the rows are static, known at trace time, and the sharpest
 place to test the paper's idea. See docs/model.md section 1.
 
-Inside a block every feature map is cut into groups of `growth_rate` channels, oldest first. The block
-input contributes `input_groups` groups and each layer appends one. A connection *pattern* says which of
-the `num_groups` groups seen so far a consumer (the next layer, or the transition after the block) reads:
+A block's *stacked features* are its input's channels followed by `growth_rate` (k) channels per layer,
+oldest first. A consumer (the next layer, or the transition or head after the block) that sees `total`
+of them reads a *row*: sorted, disjoint intervals [start, stop). A *pattern* is one function
+`(total, growth_rate, input_width, **params) -> row`, registered by name with the spec fields it reads
+(`register`); the model field `connectivity` names it. Built in:
 
-- `sparsenet` (Liu & Zeng): every group while there are at most `path + 2` of them; beyond that the
-  `far` oldest and the `near` newest (`far + near == path + 2`). `path=None` reads everything: DenseNet.
-- `dense`: everything (DenseNet), whatever `path` says.
-- `log` (LogDenseNet, Hu et al. 2017): the block input plus the groups at distances 1, 2, 4, 8, ...
-  behind the consumer.
+- `sparsenet` (Liu & Zeng): everything while `total <= (path + 2) * k`, else the oldest `far * k` and
+  the newest `near * k` channels (`far + near == path + 2`). `path=None` reads everything: DenseNet.
+- `dense`: everything (DenseNet).
+- `log` (LogDenseNet, Hu et al. 2017): the block input and the outputs 1, 2, 4, 8, ... layers back.
 
-A new pattern is one function `(num_groups, input_groups, path, near) -> sorted group indices` added to
-`PATTERNS`; the network, its scanned layout, the counts and the drawings all follow the table it makes.
+The rule is written over channels, so it needs no divisibility: DenseNet-40's 16-channel stem (k=12)
+is read the way the authors' scripts read it, and an input of whole k-groups reads whole groups. The
+network, its scanned layout (`scan_shape`), the counts and the drawings all follow the rows.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
-ConnectionTable = Tuple[Tuple[int, ...], ...]
-Pattern = Callable[[int, int, Optional[int], Optional[int]], Tuple[int, ...]]
+Interval = Tuple[int, int]
+ChannelRow = Tuple[Interval, ...]
+
+PARAMETERS = ('path', 'near')  # the model fields a pattern may read (a spec field each)
 
 
-def default_near(path: int) -> int:
-  """The paper's symmetric choice ("7-7" for path 14): half of the path reads the nearest groups."""
-  return path // 2
+class Pattern(NamedTuple):
+  """A registered connection pattern.
+
+  `read(total, growth_rate, input_width, **params)` is the row of a consumer that sees `total` channels;
+  `params` names the spec fields (of `PARAMETERS`) it reads, and `resolve(**params)` returns them with
+  defaults filled in, raising ValueError naming a bad one. A spec keeps only these fields (the others
+  are None), so one model has one spelling.
+  """
+  name: str
+  read: Callable[..., ChannelRow]
+  params: Tuple[str, ...]
+  resolve: Callable[..., Dict[str, Any]]
+
+
+PATTERNS: Dict[str, Pattern] = {}
+
+
+def register(name: str, params: Sequence[str] = (), resolve: Optional[Callable[..., Dict[str, Any]]] = None):
+  """A decorator adding the pattern function it wraps to `PATTERNS` as `name`.
+
+  A constant of the pattern that is no spec field is bound in the function (a keyword default or
+  `functools.partial`): the spec's fields, and so checkpoints, are the same for every pattern.
+  """
+  params = tuple(params)
+  unknown = [p for p in params if p not in PARAMETERS]
+  if unknown:
+    raise ValueError(f'a pattern reads spec fields of {", ".join(PARAMETERS)}, not {", ".join(unknown)}')
+  if name in PATTERNS:
+    raise ValueError(f'connectivity {name!r} is registered already')
+
+  def add(read):
+    PATTERNS[name] = Pattern(name, read, params, resolve or (lambda **values: values))
+    return read
+  return add
+
+
+def get(name: str) -> Pattern:
+  """The pattern registered as `name`; an unknown name is a ValueError that lists the known ones."""
+  if not isinstance(name, str) or name not in PATTERNS:
+    raise ValueError(f'connectivity must be one of {", ".join(PATTERNS)}, got {name!r}')
+  return PATTERNS[name]
+
+
+def parameters(name: str, **values) -> Dict[str, Any]:
+  """Every field of `PARAMETERS` as a spec of pattern `name` stores it: the pattern's own resolved,
+  the others None."""
+  pattern = get(name)
+  own = pattern.resolve(**{p: values.get(p) for p in pattern.params})
+  return {p: own[p] if p in pattern.params else None for p in PARAMETERS}
 
 
 def _check(name: str, value, low: int, high: Optional[int] = None) -> None:
@@ -35,159 +85,6 @@ def _check(name: str, value, low: int, high: Optional[int] = None) -> None:
   if value < low or (high is not None and value > high):
     allowed = f'>= {low}' if high is None else f'in [{low}, {high}]'
     raise ValueError(f'{name} must be {allowed}, got {value}')
-
-
-def sparsenet_sources(num_groups: int, input_groups: int, path: Optional[int],
-                      near: Optional[int]) -> Tuple[int, ...]:
-  del input_groups
-  if path is None or num_groups <= path + 2:
-    return tuple(range(num_groups))
-  n = default_near(path) if near is None else near
-  far = path + 2 - n
-  return tuple(range(far)) + tuple(range(num_groups - n, num_groups))
-
-
-def dense_sources(num_groups: int, input_groups: int, path: Optional[int],
-                  near: Optional[int]) -> Tuple[int, ...]:
-  del input_groups, path, near
-  return tuple(range(num_groups))
-
-
-def log_sources(num_groups: int, input_groups: int, path: Optional[int],
-                near: Optional[int]) -> Tuple[int, ...]:
-  del path, near
-  read = set(range(min(input_groups, num_groups)))
-  distance = 1
-  while distance <= num_groups:
-    read.add(num_groups - distance)
-    distance *= 2
-  return tuple(sorted(read))
-
-
-PATTERNS: Dict[str, Pattern] = {
-    'sparsenet': sparsenet_sources,
-    'dense': dense_sources,
-    'log': log_sources,
-}
-
-
-def validate(input_groups: int, num_layers: int, path: Optional[int], near: Optional[int],
-             pattern: str = 'sparsenet') -> None:
-  """Raises ValueError naming the first argument outside its allowed range."""
-  if pattern not in PATTERNS:
-    raise ValueError(f'connectivity must be one of {", ".join(PATTERNS)}, got {pattern!r}')
-  _check('input_groups', input_groups, 1)
-  _check('num_layers', num_layers, 1)
-  if path is None:
-    if near is not None:
-      raise ValueError(f'near must be None when path is None (DenseNet), got {near}')
-    return
-  _check('path', path, 0)
-  if near is not None:
-    _check('near', near, 0, path + 2)
-
-
-def sources(num_groups: int, path: Optional[int], near: Optional[int] = None, *,
-            input_groups: int = 1, pattern: str = 'sparsenet') -> Tuple[int, ...]:
-  """Group indices read by a consumer (layer or transition) that sees `num_groups` groups."""
-  _check('num_groups', num_groups, 1)
-  return PATTERNS[pattern](num_groups, input_groups, path, near)
-
-
-def block_table(input_groups: int, num_layers: int, path: Optional[int], near: Optional[int] = None,
-                pattern: str = 'sparsenet') -> ConnectionTable:
-  """For each layer of a block, the tuple of group indices it reads (oldest group is 0)."""
-  validate(input_groups, num_layers, path, near, pattern)
-  return tuple(sources(input_groups + i, path, near, input_groups=input_groups, pattern=pattern)
-               for i in range(num_layers))
-
-
-def transition_sources(input_groups: int, num_layers: int, path: Optional[int],
-                       near: Optional[int] = None, pattern: str = 'sparsenet') -> Tuple[int, ...]:
-  """The transition after a block reads what a next layer would read."""
-  validate(input_groups, num_layers, path, near, pattern)
-  return sources(input_groups + num_layers, path, near, input_groups=input_groups, pattern=pattern)
-
-
-def num_connections(table: ConnectionTable) -> int:
-  """Total group reads of a block: O(L) for SparseNet, O(L^2) for DenseNet."""
-  return sum(len(row) for row in table)
-
-
-def input_widths(table: ConnectionTable, growth_rate: int,
-                 group_widths: Optional[Sequence[int]] = None) -> Tuple[int, ...]:
-  """Channels each layer reads; `group_widths` overrides the width of individual (input) groups."""
-  def width(g):
-    return group_widths[g] if group_widths is not None and g < len(group_widths) else growth_rate
-  return tuple(sum(width(g) for g in row) for row in table)
-
-
-# ----------------------------------------------------------------------------------------------------
-# The shapes a scan can run, read off a table (never re-derived from path or near).
-
-
-class SteadyState(NamedTuple):
-  """Rows `start..` of a block read a fixed prefix of `far` groups and a window of the `near` newest
-  groups that slides by one group per layer, and the transition reads the same shape after the block."""
-  start: int
-  far: int
-  near: int
-
-
-def _window_row(num_groups: int, far: int, near: int) -> Tuple[int, ...]:
-  return tuple(range(far)) + tuple(range(num_groups - near, num_groups))
-
-
-def steady_state(table: ConnectionTable, input_groups: int,
-                 output_sources: Sequence[int]) -> Optional[SteadyState]:
-  """The longest run of final rows of the prefix + sliding-window shape, or None.
-
-  A row that reads every group is left to the growing layers (`dense_rows`). The transition's row must
-  have the same shape: a scan keeps only the prefix and the window, not every output.
-  """
-  rows = list(table) + [tuple(output_sources)]
-  last = rows[-1]
-  total = input_groups + len(table)
-  if len(last) == total:  # the last consumer reads everything: no capped layer at all
-    return None
-  for far in range(len(last) + 1):
-    near = len(last) - far
-    if tuple(last) != _window_row(total, far, near) or (near and total - near < far):
-      continue
-    start = len(table)
-    while start > 0:
-      groups = input_groups + start - 1
-      row = table[start - 1]
-      if len(row) == groups or groups - near < far or tuple(row) != _window_row(groups, far, near):
-        break
-      start -= 1
-    if start < len(table):
-      return SteadyState(start, far, near)
-  return None
-
-
-def dense_rows(table: ConnectionTable, input_groups: int, stop: Optional[int] = None) -> int:
-  """How many leading rows (up to `stop`) read every group: the growing layers a padded scan can run."""
-  stop = len(table) if stop is None else stop
-  count = 0
-  while count < stop and table[count] == tuple(range(input_groups + count)):
-    count += 1
-  return count
-
-
-# ----------------------------------------------------------------------------------------------------
-# Channel intervals: what a consumer reads as half-open ranges [start, stop) of the block's stacked
-# features (the block input's channels first, then k per layer, oldest first). Every network reads
-# through these; the group table above is their source whenever the block input is whole groups.
-#
-# The channel reading (the authors' scripts, docs/model.md section 1): a block input that is not a
-# multiple of k (DenseNet-40's 16-channel stem and 160-channel block inputs, made sparse for Fig. 1 and 3)
-# cannot be cut into equal groups. A `sparsenet` consumer that sees T channels then reads all of them
-# while T <= (path + 2) * k, else the oldest `far * k` and the newest `near * k` channels. No divisibility
-# is needed, and for inputs that are whole groups it is exactly the group reading.
-
-Interval = Tuple[int, int]
-ChannelRow = Tuple[Interval, ...]
 
 
 def merge(intervals: Sequence[Interval]) -> ChannelRow:
@@ -201,50 +98,120 @@ def merge(intervals: Sequence[Interval]) -> ChannelRow:
   return tuple(out)
 
 
-def group_intervals(row: Sequence[int], group_widths: Sequence[int]) -> ChannelRow:
-  """The channels of the groups `row` names, the groups having `group_widths` channels each."""
-  starts = [0]
-  for w in group_widths:
-    starts.append(starts[-1] + w)
-  return merge([(starts[g], starts[g + 1]) for g in row])
+def width(row: Sequence[Interval]) -> int:
+  """Channels a row reads."""
+  return sum(b - a for a, b in row)
 
 
-def channel_sources(total: int, growth_rate: int, path: Optional[int],
-                    near: Optional[int] = None) -> ChannelRow:
-  """The channel reading of a `sparsenet` consumer that sees `total` channels."""
-  _check('total', total, 1)
+# ----------------------------------------------------------------------------------------------------
+# The built-in patterns.
+
+
+def default_near(path: int) -> int:
+  """The paper's symmetric choice ("7-7" for path 14): half of the path reads the nearest groups."""
+  return path // 2
+
+
+def _sparsenet_params(path: Optional[int], near: Optional[int]) -> Dict[str, Any]:
+  """`near` defaults to `path // 2` and is stored as that value; `path=None` (DenseNet) takes no near."""
+  if path is None:
+    if near is not None:
+      raise ValueError(f'near must be None when path is None (DenseNet), got {near}')
+    return dict(path=None, near=None)
+  _check('path', path, 0)
+  near = default_near(path) if near is None else near
+  _check('near', near, 0, path + 2)
+  return dict(path=path, near=near)
+
+
+@register('sparsenet', params=('path', 'near'), resolve=_sparsenet_params)
+def sparsenet(total: int, growth_rate: int, input_width: int, *, path: Optional[int],
+              near: Optional[int]) -> ChannelRow:
+  """The far/near rule, by channel counts as the authors' scripts split the stack: for an input of whole
+  groups it reads whole groups (the paper's `path + 2` groups), otherwise the newest window may start a
+  few channels into the input."""
+  del input_width
   if path is None or total <= (path + 2) * growth_rate:
     return ((0, total),)
-  n = default_near(path) if near is None else near
-  far = path + 2 - n
-  return merge([(0, far * growth_rate), (total - n * growth_rate, total)])
+  far = path + 2 - near
+  return merge([(0, far * growth_rate), (total - near * growth_rate, total)])
 
 
-def channel_rows(input_width: int, num_layers: int, growth_rate: int, path: Optional[int],
-                 near: Optional[int] = None, pattern: str = 'sparsenet'
-                 ) -> Tuple[Tuple[ChannelRow, ...], ChannelRow]:
-  """(each layer's intervals, the transition's) for a block whose input has `input_width` channels.
+@register('dense')
+def dense(total: int, growth_rate: int, input_width: int) -> ChannelRow:
+  del growth_rate, input_width
+  return ((0, total),)
 
-  Whole groups: the group table's groups as intervals. Otherwise a dense block reads everything, a
-  `sparsenet` block reads by channel counts (above), and any other pattern is refused by name.
+
+@register('log')
+def log(total: int, growth_rate: int, input_width: int) -> ChannelRow:
+  """Distances count layers (k-channel pieces) back from the consumer, the whole block input being the
+  oldest piece: it is always read, so whether it is whole groups does not matter."""
+  layers = (total - input_width) // growth_rate
+  read, distance = [(0, input_width)], 1
+  while distance <= layers:
+    start = input_width + (layers - distance) * growth_rate
+    read.append((start, start + growth_rate))
+    distance *= 2
+  return merge(read)
+
+
+# ----------------------------------------------------------------------------------------------------
+# A block's rows.
+
+
+def block_rows(input_width: int, num_layers: int, growth_rate: int, pattern: str = 'sparsenet',
+               **params) -> Tuple[Tuple[ChannelRow, ...], ChannelRow]:
+  """(each layer's row, the transition's) for a block whose input has `input_width` channels.
+
+  The transition reads what a next layer would read. `params` are the pattern's own (`Pattern.params`);
+  its defaults fill in the missing ones. Raises ValueError naming the first bad argument.
   """
+  p = get(pattern)
+  extra = sorted(set(params) - set(p.params))
+  if extra:
+    raise ValueError(f'connectivity {pattern!r} reads {", ".join(p.params) or "no parameters"}, '
+                     f'not {", ".join(extra)}')
+  params = p.resolve(**{q: params.get(q) for q in p.params})
   _check('input_width', input_width, 1)
+  _check('num_layers', num_layers, 1)
   _check('growth_rate', growth_rate, 1)
-  k = growth_rate
-  if input_width % k == 0:
-    g0 = input_width // k
-    widths = [k] * (g0 + num_layers)
-    layers = tuple(group_intervals(r, widths) for r in block_table(g0, num_layers, path, near, pattern))
-    return layers, group_intervals(transition_sources(g0, num_layers, path, near, pattern), widths)
-  if pattern == 'dense' or (pattern == 'sparsenet' and path is None):
-    validate(1, num_layers, path, near, pattern)
-    return tuple(((0, input_width + i * k),) for i in range(num_layers)), ((0, input_width + num_layers * k),)
-  if pattern != 'sparsenet':
-    raise ValueError(f'a {pattern} block input must be a multiple of growth_rate={k} channels, got '
-                     f'{input_width}: only sparsenet and dense blocks read by channel counts')
-  validate(1, num_layers, path, near, pattern)
-  rows = tuple(channel_sources(input_width + i * k, k, path, near) for i in range(num_layers + 1))
-  return rows[:-1], rows[-1]
+  rows = []
+  for i in range(num_layers + 1):
+    total = input_width + i * growth_rate
+    row = merge(p.read(total, growth_rate, input_width, **params))
+    if not row or row[0][0] < 0 or row[-1][1] > total:
+      raise ValueError(f'connectivity {pattern!r} read {row} of {total} channels: a row reads at least '
+                       f'one channel, all of them in [0, {total})')
+    rows.append(row)
+  return tuple(rows[:-1]), rows[-1]
+
+
+def pieces(input_width: int, growth_rate: int, total: int) -> Tuple[Interval, ...]:
+  """The pieces the network keeps the stacked features in: the block input cut into k-channel groups when
+  it is whole groups (so whole-group reads never slice), else kept whole; then one per layer."""
+  step = growth_rate if input_width % growth_rate == 0 else input_width
+  bounds = list(range(0, input_width, step)) + list(range(input_width, total + 1, growth_rate))
+  return tuple(zip(bounds, bounds[1:]))
+
+
+def _touched(row: Sequence[Interval], bounds: Sequence[Interval]) -> Tuple[Interval, ...]:
+  return tuple((lo, hi) for lo, hi in bounds if any(a < hi and lo < b for a, b in row))
+
+
+def num_connections(rows: Sequence[ChannelRow], input_width: int, growth_rate: int) -> int:
+  """Pieces (`pieces`) the rows read any part of, summed: the group reads of the paper's table for an
+  input of whole groups, O(L) for SparseNet and O(L^2) for DenseNet."""
+  total = max(b for row in rows for _, b in row)
+  bounds = pieces(input_width, growth_rate, total)
+  return sum(len(_touched(row, bounds)) for row in rows)
+
+
+def cuts_pieces(rows: Sequence[ChannelRow], input_width: int, growth_rate: int) -> bool:
+  """Whether a row reads part of a piece: the block is then read by channel counts, slicing pieces."""
+  total = max(b for row in rows for _, b in row)
+  bounds = pieces(input_width, growth_rate, total)
+  return any(width(_touched(row, bounds)) != width(row) for row in rows)
 
 
 def unread_layers(rows: Sequence[ChannelRow], output_row: ChannelRow, input_width: int,
@@ -259,16 +226,31 @@ def unread_layers(rows: Sequence[ChannelRow], output_row: ChannelRow, input_widt
   return tuple(dead)
 
 
-def channel_steady_state(rows: Sequence[ChannelRow], output_row: ChannelRow, input_width: int,
-                         growth_rate: int) -> Optional[SteadyState]:
-  """The scan shape of a channel-read block: the final rows (and the transition's) that read a fixed
-  prefix of `far * k` channels and the newest `near * k`, a window sliding by k; `far` and `near` in k.
-  Rows that read everything are left to the growing layers, as in `steady_state`."""
-  k = growth_rate
-  all_rows = list(rows) + [tuple(output_row)]
+# ----------------------------------------------------------------------------------------------------
+# The shapes a scan can run, read off the rows (never re-derived from path or near).
 
-  def shape(i):  # (prefix, window) channels of row i, or None if it reads everything or another shape
-    total, row = input_width + i * k, all_rows[i]
+
+class ScanShape(NamedTuple):
+  """How a scan runs a block: its first `growing` rows read everything (padded growing scans); rows
+  `steady..` and the transition's read a fixed prefix of `far` k-pieces and a window of the `near` newest
+  that slides by one piece per layer (one scan); the rows between run unrolled. `steady` is the number
+  of rows when no final run has that shape."""
+  growing: int
+  steady: int
+  far: int = 0
+  near: int = 0
+
+
+def scan_shape(rows: Sequence[ChannelRow], output_row: ChannelRow, input_width: int,
+               growth_rate: int) -> ScanShape:
+  """The growing rows and the longest final run of prefix + window rows, the transition's included (a
+  scan keeps only the prefix and the window, not every output). A row that reads everything is left to
+  the growing rows."""
+  k = growth_rate
+  every = list(rows) + [tuple(output_row)]
+
+  def shape(i):  # (prefix, window) channels of row i, or None: it reads everything or has another shape
+    total, row = input_width + i * k, every[i]
     if row == ((0, total),):
       return None
     prefix = row[0][1] if row[0][0] == 0 else 0
@@ -277,22 +259,13 @@ def channel_steady_state(rows: Sequence[ChannelRow], output_row: ChannelRow, inp
       return None
     return prefix, window
 
-  last = shape(len(rows))
-  if last is None:
-    return None
-  start = len(rows)
-  while start > 0 and shape(start - 1) == last:
+  n, last = len(rows), shape(len(rows))
+  start = n
+  while last is not None and start > 0 and shape(start - 1) == last:
     start -= 1
-  if start == len(rows):
-    return None
-  return SteadyState(start, last[0] // k, last[1] // k)
-
-
-def channel_dense_rows(rows: Sequence[ChannelRow], input_width: int, growth_rate: int,
-                       stop: Optional[int] = None) -> int:
-  """How many leading rows (up to `stop`) read every channel: the growing layers."""
-  stop = len(rows) if stop is None else stop
-  count = 0
-  while count < stop and rows[count] == ((0, input_width + count * growth_rate),):
-    count += 1
-  return count
+  growing = 0
+  while growing < start and rows[growing] == ((0, input_width + growing * k),):
+    growing += 1
+  if start == n:
+    return ScanShape(growing, n)
+  return ScanShape(growing, start, last[0] // k, last[1] // k)

@@ -72,10 +72,3 @@ def map_param_trees(fn: Callable[[Any], Any], tree: Any, params: Mapping[str, An
 
   return jax.tree.map(lambda x: fn(x) if is_params(x) else x, tree, is_leaf=is_params)
 
-
-def convert(tree: Any, params: Mapping[str, Any], src: ModelSpec, dst: ModelSpec) -> Any:
-  """Every params-shaped sub-tree of `tree` (params, batch stats, optimiser state) from the layout of
-  `src` to that of `dst`, through the canonical layout. `params` gives the shape to look for."""
-  def one(sub):
-    return to_scanned(dst, to_unrolled(src, {'t': sub}))['t']
-  return map_param_trees(one, tree, params)

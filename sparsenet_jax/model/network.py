@@ -1,13 +1,16 @@
-"""One network for SparseNet, SparseNet-bc/abc, DenseNet and DenseNet-BC, driven by connection tables.
+"""One network for SparseNet, SparseNet-bc/abc, DenseNet and DenseNet-BC, driven by channel rows.
 
-A block keeps its features as a list of groups (`growth_rate` channels each, the block input cut into
-groups when its width allows) and every layer reads the groups its row of the static connection table
-names (`connectivity.block_table`). The transition and the head read what a next layer would read.
+A block keeps its stacked features as a list of pieces (its input cut into `growth_rate`-channel groups
+when it is whole groups, else kept whole; then one piece per layer: `connectivity.pieces`), and every
+layer reads the channel intervals its row names (`connectivity.block_rows`, from the pattern the spec
+names): whole pieces where a row covers them, slices where it cuts one. The transition and the head read
+what a next layer would read.
 
-With `spec.scan` a block runs as a *schedule* read off its table (`block_schedule`): leading rows that
-read every group run as padded scans of `scan_chunk` layers, a final run of rows with a fixed prefix and
-a sliding window as one scan, anything else unrolled. Variables keep the unrolled layout's names and
-shapes either way where possible; `layout.to_scanned` / `layout.to_unrolled` move them between the two.
+With `spec.scan` a block runs as a *schedule* read off its rows (`block_schedule`,
+`connectivity.scan_shape`): leading rows that read everything run as padded scans of `scan_chunk`
+layers, a final run of rows with a fixed prefix and a sliding window as one scan, anything else
+unrolled. Variables keep the unrolled layout's names and shapes either way where possible;
+`layout.to_scanned` / `layout.to_unrolled` move them between the two.
 """
 from __future__ import annotations
 
@@ -24,63 +27,34 @@ from sparsenet_jax.model.spec import ModelSpec
 
 
 class BlockPlan(NamedTuple):
-  """The static shape of one block: its input, connection table, output groups and transition.
-
-  `reads` / `output_reads` are what each layer / the transition reads as channel intervals of the
-  block's stacked features (`connectivity.channel_rows`): the network slices those. When the block input
-  is whole groups they are the table's groups; otherwise (`by_channels`) the input is kept whole as
-  piece 0, `table` names the pieces (input, then one per layer) a row touches, and the reads come from
-  the channel reading (docs/model.md section 1).
-  """
+  """The static shape of one block: its input, the channel rows of its layers and of what reads its
+  output (`connectivity.block_rows`), and the transition's width. Everything else is read off the rows."""
   input_width: int
-  input_groups: int      # the block input cut into this many groups (1 if kept whole)
-  table: connectivity.ConnectionTable
-  output_sources: Tuple[int, ...]  # what the transition (or the head) reads
+  growth_rate: int
+  rows: Tuple[connectivity.ChannelRow, ...]
+  output_row: connectivity.ChannelRow  # what the transition (or the head) reads
   output_width: int
   transition_width: Optional[int]  # None after the last block
-  reads: Tuple[connectivity.ChannelRow, ...] = ()
-  output_reads: connectivity.ChannelRow = ()
-  by_channels: bool = False  # a sparse block whose input is not whole groups: read by channel counts
-
-
-def _pieces_touched(row: connectivity.ChannelRow, input_width: int, k: int) -> Tuple[int, ...]:
-  """The pieces (0: the block input, j + 1: layer j's output) a channel row reads any part of."""
-  total = max(b for _, b in row)
-  starts = [0] + list(range(input_width, total, k))
-  ends = starts[1:] + [total]
-  return tuple(p for p, (lo, hi) in enumerate(zip(starts, ends)) if any(a < hi and lo < b for a, b in row))
 
 
 def block_plans(spec: ModelSpec) -> Tuple[BlockPlan, ...]:
-  """Every block's static plan, from the spec alone (no tracing): the network follows it."""
+  """Every block's static plan, from the spec alone (no tracing): the network follows it.
+
+  A `sparsenet` compression counts the groups' worth of channels the transition reads (whole groups for
+  an input of whole groups)."""
   k = spec.growth_rate
   width = spec.stem_features or 2 * k
+  params = spec.pattern_params()
   plans = []
   for b, num_layers in enumerate(spec.blocks):
     try:
-      reads, out_reads = connectivity.channel_rows(width, num_layers, k, spec.path, spec.near,
-                                                   spec.connectivity)
+      rows, output_row = connectivity.block_rows(width, num_layers, k, spec.connectivity, **params)
     except ValueError as e:
       raise ValueError(f'block {b + 1}: {e}') from None
-    by_channels = width % k != 0 and spec.connectivity != 'dense'
-    if width % k == 0:
-      input_groups = width // k
-      table = connectivity.block_table(input_groups, num_layers, spec.path, spec.near, spec.connectivity)
-      out = connectivity.transition_sources(input_groups, num_layers, spec.path, spec.near,
-                                            spec.connectivity)
-    elif not by_channels:  # a dense block keeps an indivisible input as one group
-      input_groups = 1
-      table = connectivity.block_table(1, num_layers, None, None, 'dense')
-      out = connectivity.transition_sources(1, num_layers, None, None, 'dense')
-    else:
-      input_groups = 1
-      table = tuple(_pieces_touched(r, width, k) for r in reads)
-      out = _pieces_touched(out_reads, width, k)
-    out_width = sum(b_ - a for a, b_ in out_reads)
-    groups_read = len(out) if not by_channels else -(-out_width // k)
+    out_width = connectivity.width(output_row)
     last = b + 1 == len(spec.blocks)
-    trans = None if last else layers.transition_features(spec.compression, out_width, groups_read, k)
-    plans.append(BlockPlan(width, input_groups, table, out, out_width, trans, reads, out_reads, by_channels))
+    trans = None if last else layers.transition_features(spec.compression, out_width, -(-out_width // k), k)
+    plans.append(BlockPlan(width, k, rows, output_row, out_width, trans))
     width = trans
   return tuple(plans)
 
@@ -89,31 +63,23 @@ class Segment(NamedTuple):
   """Consecutive layers of a block run one way: 'layer' (unrolled), 'grow' (padded scan) or 'steady'."""
   kind: str
   layers: range
-  far: int = 0   # 'steady' only: the fixed prefix and the sliding window, in groups
+  far: int = 0   # 'steady' only: the fixed prefix and the sliding window, in k-pieces
   near: int = 0
 
 
 def block_schedule(plan: BlockPlan, spec: ModelSpec) -> List[Segment]:
-  """How a block's layers run, read off its table. Unrolled specs run every layer on its own."""
-  n = len(plan.table)
+  """How a block's layers run, read off its rows. Unrolled specs run every layer on its own."""
+  n = len(plan.rows)
   if not spec.scan:
     return [Segment('layer', range(i, i + 1)) for i in range(n)]
-  if plan.by_channels:  # the same shapes, read off the channel rows
-    k = spec.growth_rate
-    steady = connectivity.channel_steady_state(plan.reads, plan.output_reads, plan.input_width, k)
-    stop = steady.start if steady else n
-    grow = connectivity.channel_dense_rows(plan.reads, plan.input_width, k, stop)
-  else:
-    steady = connectivity.steady_state(plan.table, plan.input_groups, plan.output_sources)
-    stop = steady.start if steady else n
-    grow = connectivity.dense_rows(plan.table, plan.input_groups, stop)
+  shape = connectivity.scan_shape(plan.rows, plan.output_row, plan.input_width, plan.growth_rate)
   segments = []
-  for s in range(0, grow, spec.scan_chunk):
-    chunk = range(s, min(s + spec.scan_chunk, grow))
+  for s in range(0, shape.growing, spec.scan_chunk):
+    chunk = range(s, min(s + spec.scan_chunk, shape.growing))
     segments.append(Segment('grow' if len(chunk) > 1 else 'layer', chunk))
-  segments += [Segment('layer', range(i, i + 1)) for i in range(grow, stop)]
-  if steady:
-    segments.append(Segment('steady', range(steady.start, n), steady.far, steady.near))
+  segments += [Segment('layer', range(i, i + 1)) for i in range(shape.growing, shape.steady)]
+  if shape.steady < n:
+    segments.append(Segment('steady', range(shape.steady, n), shape.far, shape.near))
   return segments
 
 
@@ -185,23 +151,23 @@ class SparseNet(nn.Module):
     if s.stem_relu:
       x = nn.relu(x)
     for b, plan in enumerate(self.plans()):
-      groups = split_groups(x, plan.input_groups)  # the pieces of the stacked features
+      pieces = split_input(x, connectivity.pieces(plan.input_width, s.growth_rate, plan.input_width))
       window = None
       for segment in block_schedule(plan, s):
         name = segment_name(b, segment)
         if segment.kind == 'layer':
           i = segment.layers.start
           layer, attn = runner.build(name)
-          groups.append(runner.run(layer, attn, take(groups, plan.reads[i]), train))
+          pieces.append(runner.run(layer, attn, take(pieces, plan.rows[i]), train))
         elif segment.kind == 'grow':
           names = [layer_name(b, i) for i in segment.layers]
-          groups += scan.growing(self, runner, groups, names, train, name)
+          pieces += scan.growing(self, runner, pieces, names, train, name)
         else:
-          k, total = s.growth_rate, sum(g.shape[-1] for g in groups)
-          prefix = take(groups, [(0, segment.far * k)])
-          recent = take(groups, [(total - segment.near * k, total)])
+          k, total = s.growth_rate, sum(p.shape[-1] for p in pieces)
+          prefix = take(pieces, [(0, segment.far * k)])
+          recent = take(pieces, [(total - segment.near * k, total)])
           window = scan.steady(runner, prefix, recent, len(segment.layers), train, name)
-      x = window if window is not None else layers.join(take(groups, plan.output_reads))
+      x = window if window is not None else layers.join(take(pieces, plan.output_row))
       if plan.transition_width is not None:
         common = runner.common()
         x = layers.Transition(features=plan.transition_width, **common, name=f'transition{b + 1}')(x, train)
@@ -211,14 +177,9 @@ class SparseNet(nn.Module):
     return x.astype(jnp.float32)
 
 
-def split_groups(x, input_groups: int) -> List[Any]:
-  """Cuts a block input into its groups (a dense block may keep an indivisible input whole)."""
-  step = x.shape[-1] // input_groups
-  return [x[..., i * step:(i + 1) * step] for i in range(input_groups)]
-
-
-def gather(groups: Sequence[Any], row: Sequence[int]):
-  return layers.join([groups[g] for g in row])
+def split_input(x, bounds: Sequence[Tuple[int, int]]) -> List[Any]:
+  """Cuts a block input into the pieces `bounds` names (`connectivity.pieces`)."""
+  return [x[..., a:b] for a, b in bounds]
 
 
 def take(pieces: Sequence[Any], intervals: Sequence[Tuple[int, int]]) -> List[Any]:

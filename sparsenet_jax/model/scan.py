@@ -1,11 +1,12 @@
 """The scanned segments of a block (`network.block_schedule`): compile time flat in depth.
 
-- steady: rows that read a fixed prefix of `far` groups and a window of the `near` newest, sliding by one
-  group per layer (SparseNet's capped layers), run as one `nn.scan`; the prefix is a loop constant.
-- growing: rows that read every group (all of a DenseNet block) run as a scan over a zero-padded feature
+- steady: rows that read a fixed prefix of `far` k-pieces and a window of the `near` newest, sliding by
+  one piece per layer (SparseNet's capped layers), run as one `nn.scan`; the prefix is a loop constant.
+- growing: rows that read everything (all of a DenseNet block) run as a scan over a zero-padded feature
   buffer; each step reads the chunk's widest input (zero channels meet zero kernel rows).
 
-Both read their shapes from the table (via the schedule), never from `path` or `near`.
+Both take their shapes from the block's channel rows (`connectivity.scan_shape`, via the schedule), for
+any registered pattern, never from `path` or `near`.
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from sparsenet_jax.model import layers
 
 
 class SteadyLayer(nn.Module):
-  """One capped layer as a scan step: reads [far prefix, near window] and slides the window one group.
+  """One capped layer as a scan step: reads [far prefix, near window] and slides the window one piece.
 
-  The window keeps its groups oldest first, the order the unrolled layer's weights expect; with
+  The window keeps its channels oldest first, the order the unrolled layer's weights expect; with
   `near=0` it is empty and stays empty.
   """
   runner: Any  # network.LayerRunner
@@ -38,7 +39,7 @@ class SteadyLayer(nn.Module):
 
 
 class GrowingLayer(nn.Module):
-  """One growing layer as a scan step over a buffer that holds the block's groups, zeros after them.
+  """One growing layer as a scan step over a buffer that holds the block's pieces, zeros after them.
 
   Every step reads the first `read` channels (the widest input of its chunk; its weights are zero-padded
   to that) and writes its output at `offset`, the channel after its own input.
@@ -77,13 +78,13 @@ def _layer_shapes(runner, width: int):
   return jax.eval_shape(lambda: layer.init(jax.random.key(0), x, False))
 
 
-def growing(parent: nn.Module, runner, groups: List[Any], names: Sequence[str], train: bool,
+def growing(parent: nn.Module, runner, pieces: List[Any], names: Sequence[str], train: bool,
             name: str) -> List[Any]:
-  """Runs the growing layers `names` (each reads all of `groups` and its predecessors in the chunk) as
+  """Runs the growing layers `names` (each reads all of `pieces` and its predecessors in the chunk) as
   one scan; returns their outputs. Variables are stored unpadded, per layer, under the unrolled names,
   and padded and stacked on the way in (`nn.map_variables`)."""
   k = runner.spec.growth_rate
-  width = sum(g.shape[-1] for g in groups)
+  width = sum(p.shape[-1] for p in pieces)
   widths = [width + j * k for j in range(len(names))]  # each layer's input; also where it writes
   shapes = [_layer_shapes(runner, w) for w in widths]
   suffixes = ('', '_attention', '_se')
@@ -119,7 +120,7 @@ def growing(parent: nn.Module, runner, groups: List[Any], names: Sequence[str], 
                     split_rngs={'params': True, 'dropout': True}, in_axes=0, length=len(names))
   scanned = nn.map_variables(scanned, ['params', 'batch_stats'], trans_in_fn=stack, trans_out_fn=unstack,
                              init=parent.is_initializing(), mutable=True)
-  zeros = jnp.zeros((*groups[0].shape[:-1], len(names) * k), groups[0].dtype)
+  zeros = jnp.zeros((*pieces[0].shape[:-1], len(names) * k), pieces[0].dtype)
   buffer, _ = scanned(runner, train, widths[-1], name=name)(
-      jnp.concatenate([*groups, zeros], axis=-1), jnp.asarray(widths, jnp.int32))
+      jnp.concatenate([*pieces, zeros], axis=-1), jnp.asarray(widths, jnp.int32))
   return [buffer[..., w:w + k] for w in widths]

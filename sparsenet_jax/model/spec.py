@@ -7,9 +7,15 @@ Every field has a kind:
   them between restarts; checkpoints are stored in one canonical layout.
 - runtime: set by the training code for one process (compute dtype, the BatchNorm axis name).
 
-Adding a field is one line here (with its kind and, if it needs one, a check in `_validate`); the config
-defaults, checkpoint metadata, report grouping and export header all derive from this class. Pure
-Python: no JAX, so configs, the report and sweeps can read specs without importing the model.
+A field is one line here (its kind, default and description; a check in `_validate` if it needs one),
+and the config fields, checkpoint metadata, report grouping and export header derive from this class.
+Adding one takes more than that line: the code it configures must read it (network, layers); a spec
+stored before it existed is read back with its default (`from_json`), so an architecture field's
+default must be the model those runs trained; and a layout field that changes the variables' structure,
+as `scan` does, also needs `canonical` and `model/layout.py` to move variables between layouts. A
+connection pattern's parameters are spec fields the pattern declares (`connectivity.register`): only
+the fields of `connectivity.PARAMETERS` are open to it. Pure Python: no JAX, so configs, the report and
+sweeps can read specs without importing the model.
 """
 from __future__ import annotations
 
@@ -37,11 +43,12 @@ class ModelSpec:
   """SparseNet (Liu & Zeng 2018) and its relatives; docs/model.md explains every field."""
   growth_rate: int = _field(12, ARCHITECTURE, 'k, channels each layer adds')
   blocks: Tuple[int, ...] = _field((8, 12, 16), ARCHITECTURE, 'layers per dense block')
-  connectivity: str = _field('sparsenet', ARCHITECTURE, 'connection pattern: ' + ', '.join(
-      connectivity.PATTERNS))
-  path: Optional[int] = _field(14, ARCHITECTURE, "connections kept per layer (the paper's n); None: all")
-  near: Optional[int] = _field(None, ARCHITECTURE, 'how many of the path + 2 groups are the nearest; '
-                                                   'None: path // 2')
+  connectivity: str = _field('sparsenet', ARCHITECTURE, 'connection pattern, a name registered in '
+                             'connectivity.PATTERNS: ' + ', '.join(connectivity.PATTERNS) + ' or your own')
+  path: Optional[int] = _field(14, ARCHITECTURE, "sparsenet: connections kept per layer (the paper's n); "
+                                                 'None: all')
+  near: Optional[int] = _field(None, ARCHITECTURE, 'sparsenet: how many of the path + 2 groups are the '
+                                                   'nearest; None: path // 2')
   bottleneck: bool = _field(False, ARCHITECTURE, 'BN-ReLU-1x1 conv (4k) before each 3x3 conv')
   attention: Optional[str] = _field(None, ARCHITECTURE, "None, 'paper' or 'se'")
   compression: str = _field('sparsenet', ARCHITECTURE, "transition width: 'sparsenet', 'half', 'none'")
@@ -65,19 +72,16 @@ class ModelSpec:
   axis_name: Optional[str] = _field(None, RUNTIME, 'mesh axis for cross-device BatchNorm statistics')
 
   def __post_init__(self):
-    """Spells one model one way: DenseNet is `dense` (not `sparsenet` without a path), patterns other
-    than `sparsenet` carry no path or near, and the default near is stored as its value."""
+    """Spells one model one way: DenseNet is `dense` (not `sparsenet` without a path), a pattern keeps
+    only the parameters it declares (the others are None) with its defaults stored as their values
+    (sparsenet's near), and they are checked here, by the pattern."""
     if isinstance(self.blocks, list):
       object.__setattr__(self, 'blocks', tuple(self.blocks))
-    if self.connectivity == 'sparsenet' and self.path is None:
-      if self.near is not None:
-        raise ValueError(f'near must be None when path is None (DenseNet), got {self.near}')
+    if self.connectivity == 'sparsenet' and self.path is None and self.near is None:
       object.__setattr__(self, 'connectivity', 'dense')
-    if self.connectivity != 'sparsenet':
-      object.__setattr__(self, 'path', None)
-      object.__setattr__(self, 'near', None)
-    elif self.near is None and isinstance(self.path, int):
-      object.__setattr__(self, 'near', connectivity.default_near(self.path))
+    values = {p: getattr(self, p) for p in connectivity.PARAMETERS}
+    for name, value in connectivity.parameters(self.connectivity, **values).items():
+      object.__setattr__(self, name, value)
     _validate(self)
 
   def replace(self, **changes) -> 'ModelSpec':
@@ -91,6 +95,10 @@ class ModelSpec:
       if changes['path'] is not None and self.connectivity == 'dense':
         changes.setdefault('connectivity', 'sparsenet')
     return dataclasses.replace(self, **changes)
+
+  def pattern_params(self) -> Dict[str, Any]:
+    """The fields the connection pattern reads, by name: what `connectivity.block_rows` takes."""
+    return {p: getattr(self, p) for p in connectivity.get(self.connectivity).params}
 
   def canonical(self) -> 'ModelSpec':
     """The layout checkpoints and exported files are stored in: unrolled (the only layout field that
@@ -170,10 +178,7 @@ def _validate(spec: ModelSpec) -> None:
   _choice('conv_impl', spec.conv_impl, CONV_IMPLS)
   _choice('remat_impl', spec.remat_impl, REMAT_IMPLS)
   _choice('dtype', spec.dtype, DTYPES)
-  _choice('connectivity', spec.connectivity, tuple(connectivity.PATTERNS))
   for name in ('bn_momentum', 'bn_epsilon', 'dropout'):
     value = getattr(spec, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
       raise ValueError(f'{name} must be a number in [0, 1), got {value!r}')
-  if spec.connectivity == 'sparsenet':
-    connectivity.validate(1, 1, spec.path, spec.near)

@@ -11,27 +11,16 @@ import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sparsenet_jax.model import connectivity  # noqa: E402
 
-def connection_matrix(table: Sequence[Sequence[int]], output_sources: Sequence[int],
-                      input_groups: int) -> np.ndarray:
-  """Rows: the block's layers then its transition; columns: groups, oldest first.
 
-  1 marks a group read from the block input, 2 a group read from an earlier layer, 0 nothing.
+def connection_matrix(rows: Sequence[Sequence[Tuple[int, int]]], output_row: Sequence[Tuple[int, int]],
+                      input_width: int) -> np.ndarray:
+  """Rows: the block's layers then its transition; columns: its stacked channels, oldest first.
+
+  1 marks a channel of the block input read, 2 one of an earlier layer's output, 0 nothing.
   """
-  rows = list(table) + [output_sources]
-  num_groups = input_groups + len(table)
-  m = np.zeros((len(rows), num_groups), np.int8)
-  for r, row in enumerate(rows):
-    for g in row:
-      m[r, g] = 1 if g < input_groups else 2
-  return m
-
-
-def channel_matrix(reads: Sequence[Sequence[Tuple[int, int]]], output_reads: Sequence[Tuple[int, int]],
-                   input_width: int) -> np.ndarray:
-  """`connection_matrix` at channel resolution, for blocks read by channel counts (an input that is not
-  whole groups): rows the layers then the transition, columns the stacked channels, oldest first."""
-  rows = list(reads) + [output_reads]
+  rows = list(rows) + [output_row]
   total = max(b for row in rows for _, b in row)
   m = np.zeros((len(rows), total), np.int8)
   for r, row in enumerate(rows):
@@ -42,21 +31,22 @@ def channel_matrix(reads: Sequence[Sequence[Tuple[int, int]]], output_reads: Seq
 
 
 def draw_connections(plans, title: str, filename: str) -> None:
-  """The picture of the paper's Fig. 2 and 5: one panel per block, layer x source group (x source
-  channel for a block whose input is not whole groups: it is read by channel counts)."""
+  """The picture of the paper's Fig. 2 and 5: one panel per block, layer x source channel, one tick per
+  piece (a k-channel group, or the whole input where it is not whole groups)."""
   fig, axes = plt.subplots(1, len(plans), figsize=(4.2 * len(plans), 4.6), squeeze=False)
   cmap = matplotlib.colors.ListedColormap(['#f4f4f4', '#e6a23c', '#2b6cb0'])
   for b, (ax, plan) in enumerate(zip(axes[0], plans)):
-    by_channels = getattr(plan, 'by_channels', False)
-    m = (channel_matrix(plan.reads, plan.output_reads, plan.input_width) if by_channels
-         else connection_matrix(plan.table, plan.output_sources, plan.input_groups))
-    ax.imshow(m, cmap=cmap, vmin=0, vmax=2, interpolation='nearest', aspect='auto')
-    ax.set_title(f'block {b + 1}: {len(plan.table)} layers, '
-                 f'{sum(len(r) for r in plan.table)} connections', fontsize=9)
+    m = connection_matrix(plan.rows, plan.output_row, plan.input_width)
+    ax.imshow(m, cmap=cmap, vmin=0, vmax=2, interpolation='nearest', aspect='auto',
+              extent=(0, m.shape[1], len(plan.rows) + 0.5, -0.5))
+    connections = connectivity.num_connections(plan.rows, plan.input_width, plan.growth_rate)
+    ax.set_title(f'block {b + 1}: {len(plan.rows)} layers, {connections} connections', fontsize=9)
+    bounds = connectivity.pieces(plan.input_width, plan.growth_rate, m.shape[1])
+    ax.set_xticks([a for a, _ in bounds] + [m.shape[1]], minor=True)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_xlabel('source channel (oldest first; read by channel counts)' if by_channels
-                  else 'source group (oldest first)')
+    ax.grid(axis='x', which='minor', color='white', lw=0.5)
+    ax.set_xlabel('source channel (oldest first)')
     ax.set_ylabel('layer (last row: transition / head)')
   handles = [matplotlib.patches.Patch(color='#e6a23c', label='block input'),
              matplotlib.patches.Patch(color='#2b6cb0', label='earlier layer')]
