@@ -131,7 +131,6 @@ class ModelSpec:
 
 FIELDS: Tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelSpec))
 KIND: Dict[str, str] = {f.name: f.metadata['kind'] for f in dataclasses.fields(ModelSpec)}
-DOC: Dict[str, str] = {f.name: f.metadata['doc'] for f in dataclasses.fields(ModelSpec)}
 _HINTS = typing.get_type_hints(ModelSpec)
 
 
