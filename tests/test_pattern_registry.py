@@ -51,8 +51,8 @@ def test_the_spec_names_it_and_keeps_no_path_or_near():
   spec = SPECS['sparsenet_bc_v1']
   assert (spec.connectivity, spec.path, spec.near) == ('every_third', None, None)
   assert ModelSpec.from_json(spec.to_json()) == spec
-  assert presets.from_config({'name': 'densenet_40', 'connectivity': 'every_third', 'blocks': (3, 2),
-                              'num_classes': 5}) == SPECS['densenet_40']
+  assert presets.from_config({'model': {'name': 'densenet_40', 'connectivity': 'every_third', 'blocks': (3, 2),
+                                        'num_classes': 5}}) == SPECS['densenet_40']
 
 
 def test_a_pattern_keeps_and_checks_only_the_parameters_it_declares(monkeypatch):
