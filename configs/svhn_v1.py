@@ -1,4 +1,5 @@
-r"""SVHN (train + extra), SparseNet-V1 (paper Table 2). Default SparseNet-abc; `:variant=basic|bc|abc` picks the variant.
+r"""SVHN (train + extra), SparseNet-V1 (paper Table 2). Default SparseNet-abc; `:variant=basic|bc|abc`
+picks the variant.
 
   python launch/main.py --config=configs/svhn_v1.py --workdir=runs/svhn_v1
   python launch/main.py --config=configs/svhn_v1.py:variant=bc --workdir=runs/svhn_v1_bc

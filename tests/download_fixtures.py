@@ -77,7 +77,7 @@ def _cifar_records(rng, n, label_columns):
   """(records bytes, NHWC images, labels): each record is its label bytes, then the R, G and B planes."""
   labels = np.stack([rng.integers(0, c, n, dtype=np.uint8) for c in label_columns], axis=1)
   images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-  blob = b''.join(l.tobytes() + im.transpose(2, 0, 1).tobytes() for l, im in zip(labels, images))
+  blob = b''.join(lab.tobytes() + im.transpose(2, 0, 1).tobytes() for lab, im in zip(labels, images))
   return blob, images, labels
 
 
@@ -92,7 +92,7 @@ def cifar10_archive(seed=0, per_batch=40, test=60):
   members['cifar-10-batches-bin/test_batch.bin'] = blob
   members['cifar-10-batches-bin/batches.meta.txt'] = ('\n'.join(CIFAR10_NAMES) + '\n\n').encode()
   members['cifar-10-batches-bin/readme.html'] = b'<html></html>'
-  expected = {'train': (np.concatenate([i for i, _ in train]), np.concatenate([l for _, l in train])),
+  expected = {'train': (np.concatenate([i for i, _ in train]), np.concatenate([lab for _, lab in train])),
               'test': (test_images, test_labels[:, 0])}
   return _tar_gz(members), expected, CIFAR10_NAMES
 

@@ -34,7 +34,7 @@ def test_closest_matches_brute_force_on_monotone_functions():
 
 
 def test_depth_maps_to_three_equal_blocks():
-  assert [budget.blocks_for_depth(l) for l in (28, 52, 76)] == [(8, 8, 8), (16, 16, 16), (24, 24, 24)]
+  assert [budget.blocks_for_depth(depth) for depth in (28, 52, 76)] == [(8, 8, 8), (16, 16, 16), (24, 24, 24)]
   with pytest.raises(ValueError, match='3 \\* n \\+ 4'):
     budget.blocks_for_depth(30)
 

@@ -80,7 +80,8 @@ def _pair(workdir):
   port = _free_port()
   return [subprocess.Popen([sys.executable, os.path.join(ROOT, 'launch', 'main.py'), *LONG, f'--workdir={workdir}',
                             f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'],
-                           env=cpu_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+                           env=cpu_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
 
 
 @pytest.mark.slow

@@ -77,13 +77,14 @@ def test_predict_prints_top5_with_class_names(run):
   for i, path in enumerate(TEST_IMAGES):
     block = lines[6 * i:6 * i + 6]
     assert block[0] == path
-    probabilities = [float(l.split()[0].rstrip('%')) for l in block[1:]]
-    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 100 + 5 * 0.005  # five roundings to 0.01%
-    assert len({l.split()[1] for l in block[1:]}) == 5 and all(l.split()[1] in CLASSES for l in block[1:])
+    probabilities = [float(line.split()[0].rstrip('%')) for line in block[1:]]
+    # five roundings to 0.01%
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 100 + 5 * 0.005
+    assert len({line.split()[1] for line in block[1:]}) == 5 and all(line.split()[1] in CLASSES for line in block[1:])
 
   as_json = cli('launch/predict.py', f'--workdir={workdir}', '--json', *TEST_IMAGES)
   assert as_json.returncode == 0, as_json.stderr
-  objects = [json.loads(l) for l in as_json.stdout.splitlines()]
+  objects = [json.loads(line) for line in as_json.stdout.splitlines()]
   assert [o['image'] for o in objects] == TEST_IMAGES
   assert all(len(o['top']) == 5 for o in objects)
   # The files, decoded and normalised by predict, are judged exactly as evaluation judged them.

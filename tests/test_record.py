@@ -55,7 +55,7 @@ def test_training_longer_is_recorded_as_a_start_and_shown_by_the_report(finished
   r = run(*TINY, f'--workdir={workdir}', '--config.num_epochs=5', '--config.log_every_steps=7', '--extend')
   assert r.returncode == 0, r.stderr[-2000:]
   assert final(workdir)['step'] == 115
-  starts = [json.loads(l) for l in open(os.path.join(workdir, 'starts.jsonl'))]
+  starts = [json.loads(line) for line in open(os.path.join(workdir, 'starts.jsonl'))]
   assert [s['from_step'] for s in starts] == [0, 92]
   assert starts[1]['changes'] == {'log_every_steps': [5, 7], 'num_epochs': [4.0, 5.0]}
   assert json.load(open(os.path.join(workdir, 'config.json')))['num_epochs'] == 5.0

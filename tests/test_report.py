@@ -62,7 +62,8 @@ def no_cost(group):
 
 
 def test_table_groups_seeds_and_puts_the_papers_number_beside_matching_rows(tmp_path):
-  bc_v1 = lambda **o: set_fields(default.paper_config('cifar10', 'sparsenet_bc_v1'), **o)
+  def bc_v1(**o):
+    return set_fields(default.paper_config('cifar10', 'sparsenet_bc_v1'), **o)
   write_run(tmp_path / 'c10_bc_v1_seed0', bc_v1(seed=0), [(150, 6.0), (280, 4.2)])
   write_run(tmp_path / 'c10_bc_v1_seed1', bc_v1(seed=1), [(150, 6.5), (280, 4.6)])
   write_run(tmp_path / 'c10_bc_v1_seed2', bc_v1(seed=2), [(100, 8.0)], final=False)
@@ -183,7 +184,7 @@ def real_runs(tmp_path_factory):
   with open(root / 'digits_seed2' / 'config.json', 'w') as f:
     json.dump({**config, 'seed': 2}, f)
   with open(root / 'digits_seed0' / 'metrics.jsonl') as f:
-    rows = [json.loads(l) for l in f]
+    rows = [json.loads(line) for line in f]
   with open(root / 'digits_seed2' / 'metrics.jsonl', 'w') as f:
     f.writelines(json.dumps(r) + '\n' for r in rows if not r.get('final'))
 
@@ -210,20 +211,20 @@ def test_report_of_real_runs(real_runs, tmp_path):
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == str(out / 'report.md')
   text = (out / 'report.md').read_text()
-  table = [l for l in text.splitlines() if l.startswith('| ') and not l.startswith('| dataset')]
+  table = [line for line in text.splitlines() if line.startswith('| ') and not line.startswith('| dataset')]
   assert len(table) == 2
 
   errors = [100 * finals[s]['eval_error'] for s in (0, 1)]
-  unfinished = [json.loads(l) for l in open(root / 'digits_seed2' / 'metrics.jsonl')]
+  unfinished = [json.loads(line) for line in open(root / 'digits_seed2' / 'metrics.jsonl')]
   latest = [r for r in unfinished if 'eval_error' in r][-1]
-  digits, = [l for l in table if l.startswith('| digits |')]
+  digits, = [line for line in table if line.startswith('| digits |')]
   cells = [c.strip() for c in digits.strip('|').split('|')]
   assert cells[:6] == ['digits', 'sparsenet_bc_v1 (growth_rate=4, blocks=2-3, path=2)', '2 epochs',
                        f'2 + 1 in progress (epoch 2: {100 * latest["eval_error"]:.2f})',
                        f'{np.mean(errors):.2f} ± {np.std(errors, ddof=1):.2f}', '-']
   assert cells[7] == '0.005'  # params (M), from the checkpoint's record of the model
 
-  c10, = [l for l in table if l.startswith('| npz:c10_train.npz |')]
+  c10, = [line for line in table if line.startswith('| npz:c10_train.npz |')]
   cells = [c.strip() for c in c10.strip('|').split('|')]
   assert cells[2:6] == ['1 epoch', '1', f'{100 * finals["c10"]["eval_error"]:.2f}', '-']
   assert_pngs(out, text)

@@ -199,10 +199,11 @@ def test_a_preset_without_paper_numbers_prints_in_summary(tmp_path):
           f'runpy.run_path({os.path.join(ROOT, "launch", "summary.py")!r}, run_name="__main__")')
   r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=cpu_env(), timeout=300)
   assert r.returncode == 0, r.stderr[-2000:]
-  line, = [l for l in r.stdout.splitlines() if l.startswith('| tiny_nopaper |')]
+  line, = [line for line in r.stdout.splitlines() if line.startswith('| tiny_nopaper |')]
   cells = [c.strip() for c in line.split('|')[1:-1]]
   assert cells[2] == '-' and cells[3] == '-'  # paper params, diff
-  assert len([l for l in r.stdout.splitlines() if l.startswith("| ")]) == 1 + len(presets.names()) + 1  # header, the presets, the new one
+  rows = [line for line in r.stdout.splitlines() if line.startswith('| ')]
+  assert len(rows) == 1 + len(presets.names()) + 1  # the header, every preset, the new one
 
 
 def test_config_files_accept_any_preset():

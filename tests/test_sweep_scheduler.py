@@ -65,7 +65,7 @@ def test_scheduler_runs_two_at_once_each_on_its_own_gpu(tmp_path, fake_trainer):
   assert results == {'a_together': sweeps.Result('ok', 0, results['a_together'].seconds),
                      'b_together': sweeps.Result('ok', 0, results['b_together'].seconds)}
   assert sorted(c['gpus'] for c in calls(root)) == ['0', '1']
-  assert [l.split()[0] for l in lines] == ['start', 'start', 'ok', 'ok']
+  assert [line.split()[0] for line in lines] == ['start', 'start', 'ok', 'ok']
   for run in runs:
     log = open(os.path.join(root, run.name, 'sweep.log')).read()
     assert log.startswith('# ') and 'CUDA_VISIBLE_DEVICES=' in log and 'fake_trainer.py' in log
@@ -74,7 +74,8 @@ def test_scheduler_runs_two_at_once_each_on_its_own_gpu(tmp_path, fake_trainer):
 def test_one_slot_runs_one_at_a_time(tmp_path, fake_trainer):
   root = str(tmp_path / 'sweep')
   runs = [sweeps.Run('a_together', 'c.py'), sweeps.Run('b_together', 'c.py')]
-  waits_3_s = lambda run, workdir: fake_trainer(run, workdir) + ['3']  # alone, the first run gives up
+  def waits_3_s(run, workdir):  # alone, the first run gives up
+    return fake_trainer(run, workdir) + ['3']
   results = sweeps.run_local(runs, root, sweeps.slots(1, 1, []), waits_3_s, echo=lambda _: None,
                              poll_s=0.05)
   assert results['a_together'].outcome == 'failed' and results['a_together'].returncode == 5

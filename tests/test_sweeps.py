@@ -152,7 +152,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 def test_only_selects_runs(tmp_path):
   r = sweep_cli('--sweep=configs/sweeps/table2.py', f'--workdir={tmp_path}', '--dry_run', '--only=^svhn_abc')
   assert r.returncode == 0, r.stderr
-  assert [l.split('--workdir=')[1].split()[0].rsplit('/', 1)[1] for l in r.stdout.splitlines()[1:]] == [
+  assert [line.split('--workdir=')[1].split()[0].rsplit('/', 1)[1] for line in r.stdout.splitlines()[1:]] == [
       'svhn_abc_v1_seed0', 'svhn_abc_v2_seed0', 'svhn_abc_v3_seed0']
 
 
@@ -222,7 +222,7 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
 def test_fig11_sweep_keeps_models_near_1m(tmp_path):
   r = sweep_cli('--sweep=configs/sweeps/fig11.py:layers=28', f'--workdir={tmp_path}', '--dry_run')
   assert r.returncode == 0, r.stderr
-  names = [l.split('--workdir=')[1].split()[0].rsplit('/', 1)[1] for l in r.stdout.splitlines()[1:]]
+  names = [line.split('--workdir=')[1].split()[0].rsplit('/', 1)[1] for line in r.stdout.splitlines()[1:]]
   assert [n.split('_path')[0] for n in names] == [f'cifar10_L28_k{k}' for k in (18, 20, 22, 24, 26)]
   for line in r.stdout.splitlines()[1:]:
     assert "'--config.model.blocks=(8,8,8)'" in line and '--config.model.path=' in line

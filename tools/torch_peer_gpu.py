@@ -55,7 +55,8 @@ def main():
   x = torch.randn(a.batch, 3, 32, 32, device='cuda').to(memory_format=fmt)
   y = torch.randint(0, 10, (a.batch,), device='cuda')
   loss_fn = nn.CrossEntropyLoss()
-  autocast = lambda: torch.autocast('cuda', dtype=torch.bfloat16, enabled=a.precision == 'bf16')
+  def autocast():
+    return torch.autocast('cuda', dtype=torch.bfloat16, enabled=a.precision == 'bf16')
 
   def train_step():
     opt.zero_grad(set_to_none=True)

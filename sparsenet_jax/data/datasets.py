@@ -25,7 +25,7 @@ import functools
 import hashlib
 import os
 import zipfile
-from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np

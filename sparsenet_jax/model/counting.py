@@ -65,7 +65,8 @@ def summarize(model: nn.Module, input_shape: Tuple[int, ...] = DEFAULT_INPUT,
   variables = abstract_variables(model, input_shape, _counting(total))
   result = {'params': _num_params(variables), 'flops': sum(total)}
   if with_xla:
-    forward = lambda variables, x: model.apply(variables, x, train=False)
+    def forward(variables, x):
+      return model.apply(variables, x, train=False)
     x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     analysis = jax.jit(forward).lower(variables, x).cost_analysis()
     if isinstance(analysis, (list, tuple)):

@@ -2,8 +2,9 @@
 
 Fig. 1 (error against connections per layer: test, and training error in eval mode from the final
 row), Fig. 3 (DenseNet-40 against `presets.FIG3`'s wider and deeper SparseNets), Fig. 7 (attention) and
-Fig. 10 (where to drop connections) compare groups that differ in their connections or one model field; Figs. 8 and 9 place every finished group by parameters and FLOPs; every group gets its
-training curves.
+Fig. 10 (where to drop connections) compare groups that differ in their connections or one model
+field; Figs. 8 and 9 place every finished group by parameters and FLOPs; every group gets its training
+curves.
 """
 from __future__ import annotations
 

@@ -216,7 +216,7 @@ def visible_gpus() -> List[str]:
     return []
   if out.returncode != 0:
     return []
-  return [str(i) for i, _ in enumerate(l for l in out.stdout.splitlines() if l.startswith('GPU '))]
+  return [str(i) for i, _ in enumerate(line for line in out.stdout.splitlines() if line.startswith('GPU '))]
 
 
 def slots(devices_per_run: int, max_parallel: Optional[int], gpus: Sequence[str],

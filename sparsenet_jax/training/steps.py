@@ -187,7 +187,7 @@ def evaluate_split(eval_step, variables, split: datasets.Split, mesh, batch_size
     images, labels, mask = feeder.batch(idx, mask)
     sums.append(eval_step(variables, images, labels, mask))
   sums = jax.device_get(sums)
-  loss_sum = float(sum(float(l) for l, _ in sums))
+  loss_sum = float(sum(float(s) for s, _ in sums))
   correct = int(sum(int(c) for _, c in sums))
   accuracy = correct / n
   return {'eval_loss': loss_sum / n, 'eval_accuracy': accuracy, 'eval_error': 1.0 - accuracy,
