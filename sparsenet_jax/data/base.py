@@ -1,4 +1,4 @@
-"""What every data source returns, and the one error type a user sees; no other project imports."""
+"""What every data source returns, and the error a user sees (errors.DataError); no other project imports."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,9 +6,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-
-class DataError(ValueError):
-  """Bad or missing data; the message is one line a user can act on."""
+from sparsenet_jax.errors import DataError  # noqa: F401 (the data sources import it from here)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from sparsenet_jax.errors import ExportError
 from sparsenet_jax.model import counting
 from sparsenet_jax.model import network
 from sparsenet_jax.model.spec import ModelSpec
@@ -39,10 +40,6 @@ FORMAT_VERSION = 1
 META_KEY = '__meta__'
 COLLECTIONS = ('params', 'batch_stats')
 META_FIELDS = ('model', 'preset', 'dataset', 'step', 'image_shape', 'class_names', 'mean', 'std')
-
-
-class ExportError(ValueError):
-  """An exported file or an image that cannot be used; the message is one line."""
 
 
 def leaves(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:

@@ -26,18 +26,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import orbax.checkpoint as ocp
 
+from sparsenet_jax.errors import CheckpointError, IntegrityError
 from sparsenet_jax.model import layout
 from sparsenet_jax.model.spec import ModelSpec
 from sparsenet_jax.training import record
-
-
-
-class CheckpointError(RuntimeError):
-  """A checkpoint that cannot be used for this run; the message is one line."""
-
-
-class IntegrityError(CheckpointError):
-  """A checkpoint that cannot be read or whose arrays differ from their digests: an older one may do."""
 
 
 FAILED = 'checkpoints_failed'  # where training moves checkpoints that fail verification (never deleted)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from sparsenet_jax.data import datasets
+from sparsenet_jax.errors import ConfigError
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.model.spec import ModelSpec
@@ -11,10 +12,6 @@ from sparsenet_jax.training import optimizer
 
 DTYPES = {'fp32': 'float32', 'bf16': 'bfloat16'}
 PRECISIONS = tuple(DTYPES)
-
-
-class ConfigError(ValueError):
-  """A config field outside its allowed range; the message names the field."""
 
 
 def _positive(config, field, integer=True):

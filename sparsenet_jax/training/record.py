@@ -16,6 +16,8 @@ import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from sparsenet_jax.errors import DriftError
+
 CONFIG = 'config.json'
 METRICS = 'metrics.jsonl'
 CHECKPOINTS = 'checkpoints'
@@ -30,10 +32,6 @@ FREE = ('model.scan', 'model.scan_chunk', 'model.remat', 'model.conv_impl', 'mod
 # new), and on a finished run only when asked (`--extend`).
 LENGTH = ('num_epochs', 'num_train_steps', 'learning_rates', 'lr_boundaries_epochs')
 RESUMABLE = FREE + LENGTH
-
-
-class DriftError(ValueError):
-  """A resume whose config would change what the recorded run computes; the message is one line."""
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
