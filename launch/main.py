@@ -9,7 +9,6 @@ Started again with the same --workdir, a run resumes from its latest checkpoint.
 """
 import json
 import os
-import sys
 
 from absl import flags
 from absl import logging
@@ -65,35 +64,15 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   initialize_distributed(jax)
 
-  from sparsenet_jax.training import checkpoints
   from sparsenet_jax.training import config_validation
-  from sparsenet_jax.data import datasets
-  from sparsenet_jax.training import record
   from sparsenet_jax.training import train
 
-  # Expected failures: one line on stderr and an exit code a scheduler can act on; nothing is deleted.
-  failures = (
-      (config_validation.ConfigError, 'config error', 2),
-      (record.DriftError, 'config error', 2),
-      (datasets.DataError, 'data error', 2),
-      (train.WorkdirError, 'workdir error', 2),
-      (checkpoints.CheckpointError, 'checkpoint error', 3),
-      (train.NonFiniteLossError, 'stopped', 4),
-      (train.PreemptedError, 'interrupted', 143),
-      (OSError, 'I/O error', 1),
-  )
   config = FLAGS.config
-  try:
-    config_validation.validate(config, jax.device_count())
-    if FLAGS.mode == 'eval':
-      train.evaluate(config, FLAGS.workdir, show=lambda row: print(json.dumps(row), flush=True))
-    else:
-      train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend)
-  except tuple(kind for kind, _, _ in failures) as e:
-    label, code = next((label, code) for kind, label, code in failures if isinstance(e, kind))
-    print(f'{label}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}',
-          file=sys.stderr)
-    sys.exit(code)
+  config_validation.validate(config, jax.device_count())
+  if FLAGS.mode == 'eval':
+    train.evaluate(config, FLAGS.workdir, show=lambda row: print(json.dumps(row), flush=True))
+  else:
+    train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend)
 
 
 if __name__ == '__main__':
