@@ -16,9 +16,9 @@ model built from a config as training builds it (`config_validation.model_spec`)
 `shard_map` over `steps.make_mesh()`, uint8 images augmented on the device, the train state donated.
 Compilation (trace, lowering, XLA) is excluded from the timing and reported as `compile_seconds`.
 By default the persistent compilation cache is off (even when $JAX_COMPILATION_CACHE_DIR turns it on),
-so that number is a real compile; `--nocold_compile` lets steps load from the cache (`compile_cache_hit`
-says if one did). JAX decides at the process's first compile whether it uses the cache, so the choice
-holds for every row of a run.
+so that number is a real compile; `--nocold_compile` lets steps load from the cache in `--compilation_cache`
+(`compile_cache_hit` says if one did). JAX decides at the process's first compile whether it uses the
+cache, so the choice holds for every row of a run.
 Every step is timed to completion (`block_until_ready`); the median step is reported. Peak memory is
 XLA's analysis of the compiled step, per device.
 
@@ -67,8 +67,7 @@ flags.DEFINE_bool('scan', False, 'Run the capped layers of each block as one sca
 flags.DEFINE_enum('augment', 'cifar', ['cifar', 'none'], "Train-step augmentation ('cifar': pad-4 crop, flip).")
 flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
 flags.DEFINE_integer('image_size', 32, 'Input height and width.')
-flags.DEFINE_string('compilation_cache_dir', cli.COMPILATION_CACHE,
-                    'JAX persistent compilation cache, used with --nocold_compile; empty disables it.')
+cli.define_compilation_cache(' Used only with --nocold_compile.')
 flags.DEFINE_bool('cold_compile', True, 'Time real compiles: the persistent cache stays off.')
 flags.DEFINE_list('sweep_depth', None, 'Layers per block to sweep (3 equal blocks each), e.g. 8,16,24.')
 flags.DEFINE_list('sweep_models', ['sparsenet_bc_v1', 'densenet_bc_100'], 'Presets of --sweep_depth.')
@@ -93,12 +92,6 @@ def peak_memory(compiled):
   m = compiled.memory_analysis()
   total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
   return int(total), int(m.temp_size_in_bytes)
-
-
-def set_compilation_cache():
-  """Before the first compile, which fixes for the process whether JAX reads and writes the cache."""
-  use = FLAGS.compilation_cache_dir and not FLAGS.cold_compile
-  jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir if use else None)
 
 
 def check_flags(num_devices):
@@ -260,7 +253,7 @@ def plot_sweep(rows, filename):
 
 def main(argv):
   del argv
-  set_compilation_cache()
+  cli.use_compilation_cache(not FLAGS.cold_compile)  # off by default: compile_seconds times real compiles
   mesh = steps.make_mesh()
   check_flags(mesh.size)
   if FLAGS.sweep_depth:

@@ -25,9 +25,7 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes if possibl
                   'checkpoint on the configured test split.')
 flags.DEFINE_bool('extend', False, 'Train a finished run further: needed when a finished workdir is '
                   'started again with a longer num_epochs / num_train_steps.')
-flags.DEFINE_string('compilation_cache', cli.COMPILATION_CACHE,
-                    'Persistent XLA compilation cache directory ("" disables it); $JAX_COMPILATION_CACHE_DIR, '
-                    'when set, is the default.')
+cli.define_compilation_cache()
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0. Without it, JAX '
                     'detects SLURM and TPU-pod launches by itself.')
 flags.DEFINE_integer('num_processes', None, 'Multi-host: how many processes train together.')
@@ -59,8 +57,7 @@ def initialize_distributed(jax) -> None:
 def main(argv):
   del argv
   import jax  # after absl has parsed flags, so XLA_FLAGS set by callers apply
-  if FLAGS.compilation_cache:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache)
+  cli.use_compilation_cache()
   logging.set_verbosity(logging.WARNING)
   initialize_distributed(jax)
 

@@ -5,8 +5,8 @@ flags, reports what they raise and picks the exit code.
 missing required one is `usage error: ... (see --help)`, a bad value `error: --flag ...`, a bad config
 `config error: ...`, all exit 2 before anything is loaded or compiled. Every failure, from parsing or from
 the work, is then one line on stderr, `label: message`, and an exit code, both from one table (`FAILURES`);
-anything else is a bug and keeps its traceback. Argument checks (`positive`, `non_negative`, `require`)
-live here too. `quiet_logs` and `drop_closed_loop_reports`
+anything else is a bug and keeps its traceback. Shared flags (`define_compilation_cache`) and argument
+checks (`positive`, `non_negative`, `require`) live here too. `quiet_logs` and `drop_closed_loop_reports`
 keep what only confuses off the terminal.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from absl import logging as absl_logging
 from sparsenet_jax import errors
 
 FLAGS = flags.FLAGS
+flags.disclaim_key_flags()  # the flags defined below belong to the script that asks for them (its --help)
 # The default persistent XLA compilation cache of the scripts that compile (main, bench).
 COMPILATION_CACHE = (os.environ.get('JAX_COMPILATION_CACHE_DIR') or
                      os.path.expanduser('~/.cache/sparsenet_jax/xla'))
@@ -208,6 +209,19 @@ def _int(x) -> int:
     return int(x)
   except (TypeError, ValueError):
     return 0  # not an integer: refused by the validator's message
+
+
+def define_compilation_cache(note: str = '') -> None:
+  """--compilation_cache, one flag for the scripts that compile; `use_compilation_cache` applies it."""
+  flags.DEFINE_string('compilation_cache', COMPILATION_CACHE, 'Persistent XLA compilation cache directory '
+                      f'("" disables it); $JAX_COMPILATION_CACHE_DIR, when set, is the default.{note}')
+
+
+def use_compilation_cache(use: bool = True) -> None:
+  """JAX's persistent compilation cache in --compilation_cache, or none when it is "" or `use` is false.
+  Before the first compile, which fixes for the process whether JAX reads and writes the cache."""
+  import jax  # pylint: disable=import-outside-toplevel  (the scripts that never compile never load JAX)
+  jax.config.update('jax_compilation_cache_dir', (FLAGS.compilation_cache if use else '') or None)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ def test_help_exits_0(script):
   assert r.returncode == 0, r.stderr[-2000:]
   assert any(f in r.stdout for f in ('--workdir', '--model', '--dataset'))
   assert 'Traceback' not in r.stderr and 'error' not in r.stderr
+  assert ('--compilation_cache:' in r.stdout) == (script in ('main.py', 'bench.py'))  # one name, shared
 
 
 @pytest.mark.parametrize('override,message', [
