@@ -16,9 +16,9 @@ model built from a config as training builds it (`presets.from_config`), the opt
 `shard_map` over `steps.make_mesh()`, uint8 images augmented on the device, the train state donated.
 Compilation (trace, lowering, XLA) is excluded from the timing and reported as `compile_seconds`.
 By default the persistent compilation cache is off (even when $JAX_COMPILATION_CACHE_DIR turns it on),
-so that number is a real compile; `--nocold_compile` lets steps load from the cache (`compile_cache_hit`
-says if one did). JAX decides at the process's first compile whether it uses the cache, so the choice
-holds for every row of a run.
+so that number is a real compile; `--nocold_compile` lets steps load from the cache in `--compilation_cache`
+(`compile_cache_hit` says if one did). JAX decides at the process's first compile whether it uses the
+cache, so the choice holds for every row of a run.
 Every step is timed to completion (`block_until_ready`); the median step is reported. Peak memory is
 XLA's analysis of the compiled step, per device.
 
@@ -28,7 +28,6 @@ A model may carry options after colons, which override the flags for that row: `
 """
 import json
 import statistics
-import sys
 import time
 
 from absl import flags
@@ -70,8 +69,7 @@ flags.DEFINE_enum('augment', 'cifar', list(datasets.AUGMENTATIONS), "Train-step 
                   'flip).')
 flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
 flags.DEFINE_integer('image_size', 32, 'Input height and width.')
-flags.DEFINE_string('compilation_cache_dir', cli.COMPILATION_CACHE,
-                    'JAX persistent compilation cache, used with --nocold_compile; empty disables it.')
+cli.define_compilation_cache(' Used only with --nocold_compile.')
 flags.DEFINE_bool('cold_compile', True, 'Time real compiles: the persistent cache stays off.')
 flags.DEFINE_list('sweep_depth', None, 'Layers per block to sweep (3 equal blocks each), e.g. 8,16,24.')
 flags.DEFINE_list('sweep_models', ['sparsenet_bc_v1', 'densenet_bc_100'], 'Presets of --sweep_depth.')
@@ -96,19 +94,8 @@ def peak_memory(compiled):
   return int(total), int(m.temp_size_in_bytes)
 
 
-def set_compilation_cache():
-  """Before the first compile, which fixes for the process whether JAX reads and writes the cache."""
-  use = FLAGS.compilation_cache_dir and not FLAGS.cold_compile
-  jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir if use else None)
-
-
 def check_flags(num_devices):
-  """Every flag checked before any work: a bad value costs one line, not a compile."""
-  for flag, least in (('batch_size', 1), ('steps', 0), ('image_size', 1), ('num_classes', 1)):
-    if FLAGS[flag].value < least:
-      raise ValueError(f'--{flag} must be >= {least}, got {FLAGS[flag].value}')
-  if FLAGS.rounds is not None and FLAGS.rounds < 1:
-    raise ValueError(f'--rounds must be >= 1, got {FLAGS.rounds}')
+  """What the flag validators cannot check, before any work: a bad value costs one line, not a compile."""
   if FLAGS.batch_size % num_devices:
     raise ValueError(f'--batch_size={FLAGS.batch_size} is not divisible by the {num_devices} devices')
   if not FLAGS.model and not FLAGS.sweep_depth:
@@ -267,32 +254,28 @@ def plot_sweep(rows, filename):
 
 def main(argv):
   del argv
-  set_compilation_cache()
-  try:
-    mesh = steps.make_mesh()
-    check_flags(mesh.size)
-    if FLAGS.sweep_depth:
-      runs = [parse_model(n, (int(d),) * 3) for n in FLAGS.sweep_models for d in FLAGS.sweep_depth]
+  cli.use_compilation_cache(not FLAGS.cold_compile)  # off by default: compile_seconds times real compiles
+  mesh = steps.make_mesh()
+  check_flags(mesh.size)
+  if FLAGS.sweep_depth:
+    runs = [parse_model(n, (int(d),) * 3) for n in FLAGS.sweep_models for d in FLAGS.sweep_depth]
+  else:
+    models = presets.names() if FLAGS.model == ['all'] else FLAGS.model
+    runs = [parse_model(n, FLAGS.blocks and [int(b) for b in FLAGS.blocks]) for n in models]
+  results = (round_robin if FLAGS.rounds else bench)(runs, mesh)
+  rows = []
+  for r in results:
+    rows.append(r)
+    if FLAGS.json:
+      print(json.dumps(r), flush=True)
     else:
-      models = presets.names() if FLAGS.model == ['all'] else FLAGS.model
-      runs = [parse_model(n, FLAGS.blocks and [int(b) for b in FLAGS.blocks]) for n in models]
-    results = (round_robin if FLAGS.rounds else bench)(runs, mesh)
-    rows = []
-    for r in results:
-      rows.append(r)
-      if FLAGS.json:
-        print(json.dumps(r), flush=True)
-      else:
-        print(f'{label(r)} blocks={r["blocks"]} {r["mode"]} {r["precision"]} batch {r["batch_size"]}: '
-              f'{r["images_per_sec"]:.1f} images/s, {r["step_ms_median"]:.0f} ms/step, '
-              f'{r["achieved_gflops"]:.1f} GFLOP/s, compile {r["compile_seconds"]:.1f} s, '
-              f'peak {r["peak_memory_bytes"] / 2**20:.0f} MiB, {r["params"]:,} params', flush=True)
-    if FLAGS.plot:
-      plot_sweep(rows, FLAGS.plot)
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+      print(f'{label(r)} blocks={r["blocks"]} {r["mode"]} {r["precision"]} batch {r["batch_size"]}: '
+            f'{r["images_per_sec"]:.1f} images/s, {r["step_ms_median"]:.0f} ms/step, '
+            f'{r["achieved_gflops"]:.1f} GFLOP/s, compile {r["compile_seconds"]:.1f} s, '
+            f'peak {r["peak_memory_bytes"] / 2**20:.0f} MiB, {r["params"]:,} params', flush=True)
+  if FLAGS.plot:
+    plot_sweep(rows, FLAGS.plot)
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, input_errors=(ValueError,))

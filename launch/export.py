@@ -7,13 +7,10 @@ Load it for inference without the training code or the workdir:
   model, variables, meta = export.load_exported('c10.npz')
   probabilities = export.predict(model, variables, meta, uint8_images)
 """
-import sys
-
 from absl import flags
 from absl import logging
 
 from sparsenet_jax import cli
-from sparsenet_jax.training import checkpoints
 from sparsenet_jax.tools import export
 from sparsenet_jax.training import restore
 
@@ -27,19 +24,12 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
-  try:
-    _, variables, meta = restore.restore_run(FLAGS.workdir)
-    export.save_exported(FLAGS.out, variables, meta, source=FLAGS.workdir, overwrite=FLAGS.overwrite)
-  except checkpoints.CheckpointError as e:
-    print(f'checkpoint error: {e}', file=sys.stderr)
-    sys.exit(3)
-  except (export.ExportError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  _, variables, meta = restore.restore_run(FLAGS.workdir)
+  export.save_exported(FLAGS.out, variables, meta, source=FLAGS.workdir, overwrite=FLAGS.overwrite)
   params = sum(v.size for k, v in export.leaves(variables).items() if k.startswith('params/'))
   print(f'wrote {FLAGS.out}: {meta["preset"]}, {params:,} params, step {meta["step"]}, '
         f'{meta["model"]["num_classes"]} classes')
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, input_errors=(OSError,))  # --out in a directory that is not there

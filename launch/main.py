@@ -9,7 +9,6 @@ Started again with the same --workdir, a run resumes from its latest checkpoint.
 """
 import json
 import os
-import sys
 
 from absl import flags
 from absl import logging
@@ -26,9 +25,7 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes if possibl
                   'checkpoint on the configured test split.')
 flags.DEFINE_bool('extend', False, 'Train a finished run further: needed when a finished workdir is '
                   'started again with a longer num_epochs / num_train_steps.')
-flags.DEFINE_string('compilation_cache', cli.COMPILATION_CACHE,
-                    'Persistent XLA compilation cache directory ("" disables it); $JAX_COMPILATION_CACHE_DIR, '
-                    'when set, is the default.')
+cli.define_compilation_cache()
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0. Without it, JAX '
                     'detects SLURM and TPU-pod launches by itself.')
 flags.DEFINE_integer('num_processes', None, 'Multi-host: how many processes train together.')
@@ -60,40 +57,19 @@ def initialize_distributed(jax) -> None:
 def main(argv):
   del argv
   import jax  # after absl has parsed flags, so XLA_FLAGS set by callers apply
-  if FLAGS.compilation_cache:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache)
+  cli.use_compilation_cache()
   logging.set_verbosity(logging.WARNING)
   initialize_distributed(jax)
 
-  from sparsenet_jax.training import checkpoints
   from sparsenet_jax.training import config_validation
-  from sparsenet_jax.data import datasets
-  from sparsenet_jax.training import record
   from sparsenet_jax.training import train
 
-  # Expected failures: one line on stderr and an exit code a scheduler can act on; nothing is deleted.
-  failures = (
-      (config_validation.ConfigError, 'config error', 2),
-      (record.DriftError, 'config error', 2),
-      (datasets.DataError, 'data error', 2),
-      (train.WorkdirError, 'workdir error', 2),
-      (checkpoints.CheckpointError, 'checkpoint error', 3),
-      (train.NonFiniteLossError, 'stopped', 4),
-      (train.PreemptedError, 'interrupted', 143),
-      (OSError, 'I/O error', 1),
-  )
   config = FLAGS.config
-  try:
-    config_validation.validate(config, jax.device_count())
-    if FLAGS.mode == 'eval':
-      train.evaluate(config, FLAGS.workdir, show=lambda row: print(json.dumps(row), flush=True))
-    else:
-      train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend)
-  except tuple(kind for kind, _, _ in failures) as e:
-    label, code = next((label, code) for kind, label, code in failures if isinstance(e, kind))
-    print(f'{label}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}',
-          file=sys.stderr)
-    sys.exit(code)
+  config_validation.validate(config, jax.device_count())
+  if FLAGS.mode == 'eval':
+    train.evaluate(config, FLAGS.workdir, show=lambda row: print(json.dumps(row), flush=True))
+  else:
+    train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend)
 
 
 if __name__ == '__main__':

@@ -8,7 +8,6 @@ Images of any size are resized to the training images' size and converted to the
 (grayscale or RGB), then normalised with the training data's statistics, as in evaluation.
 """
 import json
-import sys
 
 from absl import flags
 from absl import logging
@@ -16,7 +15,6 @@ from absl import logging
 import numpy as np
 
 from sparsenet_jax import cli
-from sparsenet_jax.training import checkpoints
 from sparsenet_jax.tools import export
 from sparsenet_jax.training import restore
 
@@ -30,23 +28,14 @@ cli.positive('top')
 
 def main(argv):
   images = argv[1:]
-  if (FLAGS.workdir is None) == (FLAGS.model is None):
-    cli.usage_error('give one of --workdir=RUN or --model=FILE')
-  if not images:
-    cli.usage_error('no images: predict.py (--workdir=RUN | --model=FILE) [--top=K] [--json] IMAGE...')
+  cli.require((FLAGS.workdir is None) != (FLAGS.model is None), 'give one of --workdir=RUN or --model=FILE')
+  cli.require(images, 'no images: predict.py (--workdir=RUN | --model=FILE) [--top=K] [--json] IMAGE...')
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
-  try:
-    if FLAGS.model:
-      model, variables, meta = export.load_exported(FLAGS.model)
-    else:
-      model, variables, meta = restore.restore_run(FLAGS.workdir)
-    pixels = np.stack([export.load_image(path, meta['image_shape']) for path in images])
-  except export.ExportError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  except checkpoints.CheckpointError as e:
-    print(f'checkpoint error: {e}', file=sys.stderr)
-    sys.exit(3)
+  if FLAGS.model:
+    model, variables, meta = export.load_exported(FLAGS.model)
+  else:
+    model, variables, meta = restore.restore_run(FLAGS.workdir)
+  pixels = np.stack([export.load_image(path, meta['image_shape']) for path in images])
   probabilities = export.predict(model, variables, meta, pixels)
   for path, p in zip(images, probabilities):
     top = export.top_k(p, meta['class_names'], FLAGS.top)

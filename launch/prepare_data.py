@@ -14,7 +14,6 @@ from absl import flags
 from sparsenet_jax import cli
 from sparsenet_jax.data import cifar_svhn
 from sparsenet_jax.data import download
-from sparsenet_jax.data.base import DataError
 
 DATASETS = tuple(cifar_svhn.ARCHIVES)
 
@@ -30,10 +29,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   directory = download.data_dir(FLAGS.data_dir)
-  try:
-    prepared = cifar_svhn.prepare(FLAGS.dataset, directory, allow_download=True, mirror=FLAGS.mirror)
-  except DataError as e:
-    cli.fail(str(e), 2, 'data error')
+  prepared = cifar_svhn.prepare(FLAGS.dataset, directory, allow_download=True, mirror=FLAGS.mirror)
   size = download.megabytes(os.path.getsize(prepared.cache))
   if not prepared.created:
     print(f'{FLAGS.dataset}: already prepared in {prepared.cache} ({size}); nothing fetched')

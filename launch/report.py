@@ -6,14 +6,13 @@ r"""The reproduction report of every run under a root: a Table 2-style table and
 Writes OUT/report.md (default OUT: WORKDIR/report) and the PNGs it embeds.
 """
 import os
-import sys
 
 from absl import flags
 from absl import logging
 
 from sparsenet_jax import cli
+from sparsenet_jax import errors
 from sparsenet_jax.tools import report_page
-from sparsenet_jax.training import checkpoints
 
 flags.DEFINE_string('workdir', None, 'A run, or a directory with runs anywhere below it (a sweep root).')
 flags.DEFINE_string('out', None, 'Where report.md and its PNGs go; default WORKDIR/report.')
@@ -24,13 +23,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
-  try:
-    path = report_page.write(FLAGS.workdir, FLAGS.out or os.path.join(FLAGS.workdir, 'report'))
-  except (ValueError, OSError, checkpoints.CheckpointError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  print(path)
+  print(report_page.write(FLAGS.workdir, FLAGS.out or os.path.join(FLAGS.workdir, 'report')))
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, input_errors=(ValueError, OSError, errors.CheckpointError))

@@ -41,10 +41,7 @@ cli.non_negative('near')
 def overrides():
   o = {'num_classes': FLAGS.num_classes}
   if FLAGS.blocks is not None:
-    try:
-      o['blocks'] = tuple(int(b) for b in FLAGS.blocks)
-    except ValueError:
-      raise ValueError(f'--blocks must be comma-separated integers, got {",".join(FLAGS.blocks)}')
+    o['blocks'] = tuple(int(b) for b in FLAGS.blocks)  # integers: cli.positive refused anything else
   if FLAGS.growth_rate is not None:
     o['growth_rate'] = FLAGS.growth_rate
   if FLAGS.path is not None:
@@ -58,8 +55,6 @@ def overrides():
     o['connectivity'] = FLAGS.connectivity
   if FLAGS.scan_chunk is not None:
     o['scan_chunk'] = FLAGS.scan_chunk
-  if FLAGS.image_size < 1:
-    raise ValueError(f'--image_size must be a positive integer, got {FLAGS.image_size}')
   return o
 
 
@@ -123,46 +118,42 @@ def row(name, model, o):
 
 def main(argv):
   del argv
-  try:
-    o = overrides()
-    if FLAGS.model == 'fig3':
-      models = [presets.build('densenet_40', **o, **fields) for fields in presets.FIG3.values()]
-      print('\n'.join(fig3_lines(models)))
-      return
-    names = presets.names() if FLAGS.model == 'all' else [FLAGS.model]
-    if FLAGS.model == 'all' and FLAGS.draw:
-      raise ValueError('--draw needs one --model, not "all"')
-    models = [presets.build(name, **o) for name in names]  # bad input fails before any output
+  o = overrides()
+  if FLAGS.model == 'fig3':
+    models = [presets.build('densenet_40', **o, **fields) for fields in presets.FIG3.values()]
+    print('\n'.join(fig3_lines(models)))
+    return
+  names = presets.names() if FLAGS.model == 'all' else [FLAGS.model]
+  if FLAGS.model == 'all' and FLAGS.draw:
+    raise ValueError('--draw needs one --model, not "all"')
+  models = [presets.build(name, **o) for name in names]  # bad input fails before any output
+  for name, model in zip(names, models):
+    for line in dead_layer_warnings(name, model):
+      print(line, file=sys.stderr)
+  if FLAGS.scan:
     for name, model in zip(names, models):
-      for line in dead_layer_warnings(name, model):
-        print(line, file=sys.stderr)
-    if FLAGS.scan:
-      for name, model in zip(names, models):
-        print('\n'.join(schedule_lines(name, model)))
-      return
-    if not FLAGS.json:
-      print('| model | params | paper params | diff | MFLOPs (2 x MACs) | XLA MFLOPs |')
-      print('|---|---:|---:|---:|---:|---:|')
-    for name, model in zip(names, models):
-      r = row(name, model, o)
-      if FLAGS.json:
-        print(json.dumps(r), flush=True)
-      else:
-        paper = r['paper_params']
-        diff = f'{(r["params"] / paper - 1) * 100:+.2f}%' if paper else '-'
-        paper_s = f'{paper / 1e6:.2f}M' if paper else '-'
-        print(f'| {name} | {r["params"]:,} | {paper_s} | {diff} | {r["flops"] / 1e6:,.1f} | '
-              f'{r["xla_flops"] / 1e6:,.1f} |', flush=True)
-      if FLAGS.draw:
-        spec = model.spec
-        shape = f'path={spec.path}, near={spec.near}' if spec.connectivity == 'sparsenet' else spec.connectivity
-        from sparsenet_jax.tools import plots  # pylint: disable=import-outside-toplevel
-        plots.draw_connections(model.plans(), f'{name}: {shape}', FLAGS.draw)
-        print(f'wrote {FLAGS.draw}', file=sys.stderr)
-  except (ValueError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+      print('\n'.join(schedule_lines(name, model)))
+    return
+  if not FLAGS.json:
+    print('| model | params | paper params | diff | MFLOPs (2 x MACs) | XLA MFLOPs |')
+    print('|---|---:|---:|---:|---:|---:|')
+  for name, model in zip(names, models):
+    r = row(name, model, o)
+    if FLAGS.json:
+      print(json.dumps(r), flush=True)
+    else:
+      paper = r['paper_params']
+      diff = f'{(r["params"] / paper - 1) * 100:+.2f}%' if paper else '-'
+      paper_s = f'{paper / 1e6:.2f}M' if paper else '-'
+      print(f'| {name} | {r["params"]:,} | {paper_s} | {diff} | {r["flops"] / 1e6:,.1f} | '
+            f'{r["xla_flops"] / 1e6:,.1f} |', flush=True)
+    if FLAGS.draw:
+      spec = model.spec
+      shape = f'path={spec.path}, near={spec.near}' if spec.connectivity == 'sparsenet' else spec.connectivity
+      from sparsenet_jax.tools import plots  # pylint: disable=import-outside-toplevel
+      plots.draw_connections(model.plans(), f'{name}: {shape}', FLAGS.draw)
+      print(f'wrote {FLAGS.draw}', file=sys.stderr)
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, input_errors=(ValueError, OSError))

@@ -10,13 +10,13 @@ Started again with the same flags, a sweep skips finished runs and resumes inter
 import os
 import shlex
 import signal
-import sys
 
 from absl import flags
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from sparsenet_jax import cli
+from sparsenet_jax import errors
 from sparsenet_jax.tools import sweep_models
 from sparsenet_jax.tools import sweeps
 from sparsenet_jax.training import record
@@ -29,38 +29,35 @@ flags.DEFINE_integer('max_parallel', None, 'Runs at once: default every GPU slot
                      'with --slurm, the array\'s %N throttle.')
 flags.DEFINE_bool('slurm', False, 'Write WORKDIR/sweep.sbatch (one array task per run) instead of running.')
 flags.DEFINE_string('only', None, 'Only the runs whose name matches this regular expression.')
+flags.mark_flags_as_required(['sweep', 'workdir'])
 FLAGS = flags.FLAGS
 cli.positive('devices_per_run', 'max_parallel')
 
 
 def main(argv):
+  """Exit 1 when a run failed (the summary names it)."""
   del argv
-  try:
-    if not FLAGS.sweep or not FLAGS.workdir:
-      raise ValueError('--sweep and --workdir are required')
-    runs = sweeps.select(sweeps.load(sweep_file(FLAGS.sweep)), FLAGS.only)
-    sweeps.check_configs(runs, REPO)
-    root = os.path.abspath(FLAGS.workdir)
-    if os.path.exists(root) and not os.path.isdir(root):
-      raise ValueError(f'--workdir={FLAGS.workdir} exists and is not a directory')
-    if FLAGS.slurm:
-      return write_slurm(runs, root)
-    if not FLAGS.dry_run:
-      slots = sweeps.slots(FLAGS.devices_per_run, FLAGS.max_parallel, sweeps.visible_gpus(),
-                           os.environ.get('XLA_FLAGS', ''))
-  except (ValueError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-
+  runs = sweeps.select(sweeps.load(sweep_file(FLAGS.sweep)), FLAGS.only)
+  sweeps.check_configs(runs, REPO)
+  root = os.path.abspath(FLAGS.workdir)
+  if os.path.exists(root) and not os.path.isdir(root):
+    raise ValueError(f'--workdir={FLAGS.workdir} exists and is not a directory')
+  if FLAGS.slurm:
+    return write_slurm(runs, root)
   if FLAGS.dry_run:
     return dry_run(runs, root)
-
-  signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds run_local, which stops the runs
+  slots = sweeps.slots(FLAGS.devices_per_run, FLAGS.max_parallel, sweeps.visible_gpus(),
+                       os.environ.get('XLA_FLAGS', ''))
+  signal.signal(signal.SIGTERM, on_sigterm)
   print(f'{len(runs)} runs under {root}, {len(slots)} at once', flush=True)
   results = sweeps.run_local(runs, root, slots, cwd=REPO, echo=lambda line: print(line, flush=True))
   print('\n'.join(sweeps.summary(runs, root, results)))
-  if any(r.outcome == 'failed' for r in results.values()):
-    sys.exit(1)
+  return 1 if any(r.outcome == 'failed' for r in results.values()) else 0
+
+
+def on_sigterm(*_):
+  """SIGTERM unwinds run_local, which stops the runs."""
+  raise errors.PreemptedError('SIGTERM: the runs were stopped; the same command resumes the sweep')
 
 
 def sweep_file(spec):
@@ -81,8 +78,7 @@ def dry_run(runs, root):
     try:
       params = sweep_models.param_count(run.config, REPO, dict(run.overrides))
     except (ValueError, KeyError, TypeError) as e:
-      print(f'error: run {run.name} does not build: {e}', file=sys.stderr)
-      sys.exit(2)
+      raise ValueError(f'run {run.name} does not build: {e}') from e
     print(f'{shlex.join(sweeps.command(run, os.path.join(root, run.name)))}  # {params:,} params  # {state}',
           flush=True)
 
@@ -97,4 +93,4 @@ def write_slurm(runs, root):
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, input_errors=(ValueError, OSError))

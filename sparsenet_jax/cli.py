@@ -1,46 +1,188 @@
-"""What every `launch/` script shares: bad arguments are one line and exit 2, before any work.
+"""The shell of every `launch/` script: the scripts contain their work and raise; this module parses their
+flags, reports what they raise and picks the exit code.
 
-absl prints its whole usage text for a stray argument and a traceback-like block for a bad flag; here a
-usage error is `usage error: ... (see --help)`, a bad value `error: --flag ...`, both exit 2. Flag
-validators (`positive`, `non_negative`) run while flags are parsed, so nothing is loaded or compiled
-first. `quiet_logs` drops the log lines that only confuse (XLA looking for a TPU on a machine without
-one, Orbax announcing that a checkpoint opened for reading is read only).
+`run(main)` is `app.run(main)` with `parse` as its flags parser: a stray argument, an unknown flag or a
+missing required one is `usage error: ... (see --help)`, a bad value `error: --flag ...`, a bad config
+`config error: ...`, all exit 2 before anything is loaded or compiled. Every failure, from parsing or from
+the work, is then one line on stderr, `label: message`, and an exit code, both from one table (`FAILURES`);
+anything else is a bug and keeps its traceback. Shared flags (`define_compilation_cache`) and argument
+checks (`positive`, `non_negative`, `require`) live here too. `quiet_logs` and `drop_closed_loop_reports`
+keep what only confuses off the terminal.
 """
 from __future__ import annotations
 
-import ast
+import difflib
 import logging
 import os
-import re
 import sys
-from typing import Callable, List, Optional, Sequence
+import threading
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Type
 
 from absl import app
 from absl import flags
 from absl import logging as absl_logging
 
+from sparsenet_jax import errors
+
 FLAGS = flags.FLAGS
+flags.disclaim_key_flags()  # the flags defined below belong to the script that asks for them (its --help)
 # The default persistent XLA compilation cache of the scripts that compile (main, bench).
-COMPILATION_CACHE = os.environ.get('JAX_COMPILATION_CACHE_DIR') or os.path.expanduser('~/.cache/sparsenet_jax/xla')
+COMPILATION_CACHE = (os.environ.get('JAX_COMPILATION_CACHE_DIR') or
+                     os.path.expanduser('~/.cache/sparsenet_jax/xla'))
+
+# What a user is told and the exit code a scheduler acts on, for each failure that is not a bug: the first
+# row whose kind it is. 2: fix the command, its config or data; 3: the checkpoint (another workdir, or an
+# older checkpoint); 4: the run diverged; 143, 130: stopped by a signal, the same command resumes; 1: I/O.
+FAILURES: Tuple[Tuple[Type[BaseException], str, int], ...] = (
+    (errors.UsageError, 'usage error', 2),
+    (errors.ArgumentError, 'error', 2),
+    (errors.ConfigError, 'config error', 2),  # and DriftError
+    (errors.DataError, 'data error', 2),
+    (errors.WorkdirError, 'workdir error', 2),
+    (errors.ExportError, 'error', 2),
+    (errors.CheckpointError, 'checkpoint error', 3),  # and IntegrityError
+    (errors.NonFiniteLossError, 'stopped', 4),
+    (errors.PreemptedError, 'interrupted', 143),
+    (OSError, 'I/O error', 1),
+    (KeyboardInterrupt, 'interrupted', 130),
+)
 
 
-def fail(message: str, code: int = 2, label: str = 'error') -> None:
-  print(f'{label}: {message}', file=sys.stderr, flush=True)
-  sys.exit(code)
+def run(main: Callable[[List[str]], Optional[int]], positional: bool = False,
+        config_flag: Optional[str] = None, input_errors: Tuple[Type[Exception], ...] = ()) -> None:
+  """`app.run(main)` in the shell; `main` may return an exit code. `positional`, `config_flag`: as `parse`
+  takes them. `input_errors`: the built-in exceptions that this script's library raises for bad input
+  (the tools' ValueError), reported as 'error', exit 2, ahead of FAILURES."""
+  drop_closed_loop_reports()
+  table = tuple((kind, 'error', 2) for kind in input_errors) + FAILURES
+
+  def wrapped(argv):
+    quiet_logs()
+    return main(argv)
+  try:
+    app.run(wrapped, flags_parser=lambda argv: parse(argv, positional, config_flag))
+  except tuple(kind for kind, _, _ in table) as e:
+    label, code = next((label, code) for kind, label, code in table if isinstance(e, kind))
+    print(f'{label}: {first_line(e)}', file=sys.stderr, flush=True)
+    sys.exit(code)
 
 
-def usage_error(message: str) -> None:
-  fail(f'{message} (see --help)', 2, 'usage error')
+def first_line(e: BaseException) -> str:
+  """What a user reads of an exception: its message's first line, or its name when it has none."""
+  lines = str(e).strip().splitlines()
+  return lines[0] if lines else type(e).__name__
 
 
 def one_line(text: str) -> str:
-  """The informative line of a possibly multi-line error (config_flags wraps the cause in a traceback)."""
+  """The informative line of a traceback's text (config_flags wraps a config file's exception in one)."""
   lines = [l.strip() for l in str(text).strip().splitlines() if l.strip()]
   causes = [l for l in lines if 'Error:' in l and not l.startswith('File ')]
   return (causes[-1] if causes else lines[0]) if lines else str(text)
 
 
-def _check(name: str, ok: Callable[[object], bool], bound: str) -> None:
+# ----------------------------------------------------------------------------------------------------
+# Flags and arguments.
+
+
+def parse(argv: List[str], positional: bool = False, config_flag: Optional[str] = None) -> List[str]:
+  """absl's parsing, each refusal raised as one of `errors`: an unknown flag, a missing required one or a
+  stray argument a UsageError, a value that does not parse or that a validator refuses an ArgumentError,
+  a config that does not load or an override it cannot take a ConfigError. `positional`: the script takes
+  arguments after its flags. `config_flag`: the name of a config_flags flag, whose file is loaded and
+  whose overrides are checked before absl parses anything. --help exits 0."""
+  if config_flag:
+    _check_config(argv, config_flag)
+  try:
+    rest = FLAGS(argv)
+  except SystemExit:  # absl exits while parsing only after printing the help asked for (with status 1)
+    raise SystemExit(0)
+  except flags.Error as e:
+    raise _failure(e, argv, config_flag)
+  except Exception as e:  # config_flags setting an override: an index out of range, a tuple's item
+    if not config_flag:
+      raise
+    raise errors.ConfigError(f'{type(e).__name__}: {first_line(e)}')
+  if not positional and len(rest) > 1:
+    raise errors.UsageError(f'unexpected argument{"s" if len(rest) > 2 else ""}: {" ".join(rest[1:])}')
+  return rest
+
+
+def _failure(e: flags.Error, argv: Sequence[str], config_flag: Optional[str]) -> errors.Failure:
+  """absl's error as one of `errors`, told from absl's objects rather than from its text."""
+  def config(name):
+    return bool(config_flag) and name.startswith(f'{config_flag}.')
+  if isinstance(e, flags.UnrecognizedFlagError):  # an override too, when --config=FILE is missing
+    return (errors.ConfigError if config(e.flagname) else errors.UsageError)(str(e))
+  if isinstance(e, flags.IllegalFlagValueError) and FLAGS.is_parsed():  # values parsed, a validator refused
+    for name in FLAGS:
+      for validator in FLAGS[name].validators:
+        try:
+          validator.verify(FLAGS)  # the refusal in the validator's own words, not in absl's summary
+        except flags.ValidationError as refusal:
+          if FLAGS[name].value is None:  # only mark_flags_as_required refuses None: cli's validators take it
+            return errors.UsageError(f'--{name} is required')
+          return errors.ArgumentError(str(refusal))
+  if isinstance(e, flags.IllegalFlagValueError):  # a value that does not parse
+    return (errors.ConfigError if config(_stopped_at(argv)) else errors.ArgumentError)(str(e))
+  from_config_flags = type(e).__module__.startswith('ml_collections')  # an override before --config=FILE
+  return (errors.ConfigError if from_config_flags else errors.ArgumentError)(str(e))
+
+
+def _stopped_at(argv: Sequence[str]) -> str:
+  """The flag whose value absl could not parse: it parses argv in order and marks each flag present once
+  its value parsed, so the first one named that is not present."""
+  for arg in argv[1:]:
+    name = arg.lstrip('-').split('=')[0]
+    if arg.startswith('-') and name in FLAGS and not FLAGS[name].present:
+      return name
+  return ''
+
+
+def _check_config(argv: Sequence[str], name: str) -> None:
+  """The file of --NAME=FILE[:ARG] exists and loads (by config_flags' own parser), and every --NAME.a.b
+  override names one of its fields; otherwise a ConfigError that says which, where config_flags would
+  raise a KeyError or wrap the file's exception in a traceback's text."""
+  flags_given = [(i, a.lstrip('-').split('=')[0]) for i, a in enumerate(argv) if a.startswith('-')]
+  given = [i for i, flag in flags_given if flag == name]
+  if not given:
+    return  # absl refuses a missing required flag
+  i = given[-1]
+  spec = argv[i].split('=', 1)[1] if '=' in argv[i] else ''.join(argv[i + 1:i + 2])  # or --NAME FILE
+  path = spec.split(':')[0]
+  if not os.path.isfile(path):
+    raise errors.ConfigError(f'config file {path} not found')
+  try:
+    config = FLAGS[name].parser.parse(spec)
+    config.keys()  # config_flags defers an IOError to the first access
+  except Exception as e:  # whatever the config file raises
+    raise errors.ConfigError(one_line(f'{type(e).__name__}: {e}'))
+  for j, flag in flags_given:
+    unknown = flag.startswith(f'{name}.') and _unknown_field(config, flag[len(name) + 1:])
+    if unknown:
+      field, close = unknown
+      hint = f'; did you mean "{close[0]}"?' if close else ''
+      raise errors.ConfigError(f'unknown config field {field!r} in {argv[j]}{hint}')
+
+
+def _unknown_field(config: Any, path: str) -> Optional[Tuple[str, List[str]]]:
+  """(the first field of dotted `path` that `config` lacks, the close names it has), or None."""
+  node = config
+  for part in path.split('.'):
+    field = part.split('[')[0]  # config_flags also takes an index: blocks[0]
+    names = list(node.keys()) if hasattr(node, 'keys') else []
+    if field not in names:
+      return field, difflib.get_close_matches(field, names, n=1)
+    node = node[field]
+  return None
+
+
+def require(ok: Any, message: str) -> None:
+  """A usage rule that flags alone cannot state (one of two flags, at least one argument)."""
+  if not ok:
+    raise errors.UsageError(message)
+
+
+def _check(name: str, ok: Callable[[Any], bool], bound: str) -> None:
   def checker(value):
     if value is not None and not ok(value):
       shown = ','.join(value) if isinstance(value, list) else value
@@ -69,58 +211,21 @@ def _int(x) -> int:
     return 0  # not an integer: refused by the validator's message
 
 
-def _config_error(argv: Sequence[str], e: Exception) -> str:
-  if isinstance(e, (KeyError, AttributeError)) and e.args:
-    text = e.args[0]  # ConfigDict: AttributeError(KeyError("'key'\nDid you mean "x" instead of "key"?"))
-    while isinstance(text, BaseException) and text.args:
-      text = text.args[0]
-    text = str(text)
-    while text[:1] in '\'"':  # ConfigDict re-raises a KeyError's repr inside an AttributeError
-      try:
-        text = ast.literal_eval(text)
-      except (ValueError, SyntaxError):
-        break
-    first, _, hint = text.partition('\n')
-    key = first.strip('\'" ')
-    culprit = next((a for a in argv if a.startswith('--config.') and key in a.split('=')[0]), None)
-    hint = hint.replace(' instead of ', ' ').split(' "' + key)[0].rstrip('?') + '?' if hint else ''
-    return (f'unknown config field {key!r}' + (f' in {culprit}' if culprit else '') +
-            (f'; {hint[0].lower()}{hint[1:]}' if hint else ''))
-  if isinstance(e, flags.Error):
-    return one_line(str(e))
-  return f'{type(e).__name__}: {one_line(str(e))}'
+def define_compilation_cache(note: str = '') -> None:
+  """--compilation_cache, one flag for the scripts that compile; `use_compilation_cache` applies it."""
+  flags.DEFINE_string('compilation_cache', COMPILATION_CACHE, 'Persistent XLA compilation cache directory '
+                      f'("" disables it); $JAX_COMPILATION_CACHE_DIR, when set, is the default.{note}')
 
 
-def parse(argv: List[str], positional: bool = False, config_flag: Optional[str] = None) -> List[str]:
-  """absl's parsing, but every error is one line and exit 2. `positional`: the script takes arguments
-  after its flags; `config_flag`: the name of a config_flags flag, loaded (and its overrides applied)
-  here so that a missing file, an unknown field or a bad `:arg` fails now."""
-  if config_flag:
-    for a in argv:
-      if a.startswith(f'--{config_flag}=') and not os.path.isfile(a.split('=', 1)[1].split(':')[0]):
-        fail(f'config file {a.split("=", 1)[1].split(":")[0]} not found', 2, 'config error')
-  try:
-    rest = FLAGS(argv)
-    if config_flag and FLAGS[config_flag].value is not None:
-      FLAGS[config_flag].value.get('model')  # config_flags defers load errors to first access
-  except flags.Error as e:
-    text = re.sub(r'^flag --[\w.]+=.*?: (?=--)', '', one_line(str(e)))  # the validator's message says it all
-    missing = re.search(r'Flag --(\w+) must have a value other than None', text)
-    if missing:
-      usage_error(f'--{missing.group(1)} is required')
-    if isinstance(e, flags.UnrecognizedFlagError) and not (config_flag and e.args and f"'{config_flag}." in str(e)):
-      usage_error(text)
-    cause = e
-    while cause is not None and not isinstance(cause, (KeyError, AttributeError)):
-      cause = cause.__cause__ or cause.__context__
-    if config_flag and cause is not None:
-      fail(_config_error(argv, cause), 2, 'config error')
-    fail(text, 2, 'config error' if config_flag and config_flag in str(e) else 'error')
-  except Exception as e:  # what a config file raises, or an override of a field it does not have
-    fail(_config_error(argv, e), 2, 'config error' if config_flag else 'error')
-  if not positional and len(rest) > 1:
-    usage_error(f'unexpected argument{"s" if len(rest) > 2 else ""}: {" ".join(rest[1:])}')
-  return rest
+def use_compilation_cache(use: bool = True) -> None:
+  """JAX's persistent compilation cache in --compilation_cache, or none when it is "" or `use` is false.
+  Before the first compile, which fixes for the process whether JAX reads and writes the cache."""
+  import jax  # pylint: disable=import-outside-toplevel  (the scripts that never compile never load JAX)
+  jax.config.update('jax_compilation_cache_dir', (FLAGS.compilation_cache if use else '') or None)
+
+
+# ----------------------------------------------------------------------------------------------------
+# What only confuses.
 
 
 class _Confusing(logging.Filter):
@@ -133,6 +238,10 @@ class _Confusing(logging.Filter):
 
 
 def quiet_logs() -> None:
+  """Drops the log lines that only confuse: XLA looking for a TPU on a machine without one, Orbax
+  announcing that a checkpoint opened for reading is read only, asyncio's 'Task exception was never
+  retrieved' for the reads still in flight when one failed (see `drop_closed_loop_reports`)."""
+  logging.getLogger('asyncio').setLevel(logging.CRITICAL)
   f = _Confusing()
   for handler in [absl_logging.get_absl_handler(), *logging.getLogger().handlers]:
     handler.addFilter(f)
@@ -140,9 +249,27 @@ def quiet_logs() -> None:
     logging.getLogger(name).addFilter(f)
 
 
-def run(main: Callable[[List[str]], None], positional: bool = False, config_flag: Optional[str] = None) -> None:
-  """app.run(main) with `parse` as its flags parser and the confusing log lines dropped."""
-  def wrapped(argv):
-    quiet_logs()
-    return main(argv)
-  app.run(wrapped, flags_parser=lambda argv: parse(argv, positional, config_flag))
+def _closed_loop(exc_type, exc) -> bool:
+  return exc_type is RuntimeError and str(exc) == 'Event loop is closed'  # asyncio's, a bare RuntimeError
+
+
+def drop_closed_loop_reports() -> None:
+  """A failed Orbax read is reported in one line. The reads still in flight then find Orbax's event loop
+  closed, and TensorStore's threads report each as an exception ('RuntimeError: Event loop is closed')
+  for a while after: those reports are dropped, every other exception is reported as before. The hooks
+  are the process's, so the shell sets them, once, at start."""
+  excepthook, unraisablehook, threadhook = sys.excepthook, sys.unraisablehook, threading.excepthook
+
+  def on_exception(exc_type, exc, tb):
+    if not _closed_loop(exc_type, exc):
+      excepthook(exc_type, exc, tb)
+
+  def on_unraisable(args):
+    if not _closed_loop(args.exc_type, args.exc_value):
+      unraisablehook(args)
+
+  def on_thread(args):
+    if not _closed_loop(args.exc_type, args.exc_value):
+      threadhook(args)
+
+  sys.excepthook, sys.unraisablehook, threading.excepthook = on_exception, on_unraisable, on_thread

@@ -1,13 +1,17 @@
 """Every launch/ script given nonsense: one line on stderr, no traceback, never exit 0; unknown arguments,
-usage errors and non-positive sizes and counts are exit 2. Real subprocesses, run a few at a time."""
+usage errors and non-positive sizes and counts are exit 2. Real subprocesses, run a few at a time. And the
+shell they share (sparsenet_jax/cli.py): its table, its hooks."""
 import concurrent.futures
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from conftest import ROOT, cpu_env
+from sparsenet_jax import cli
+from sparsenet_jax import errors
 
 DIGITS = '--config=' + os.path.join(ROOT, 'configs', 'digits.py')
 C10 = '--config=' + os.path.join(ROOT, 'configs', 'cifar10_v1.py')
@@ -107,9 +111,56 @@ def test_every_cli_refuses_nonsense_in_one_line(tmp_path):
   assert not os.path.exists(os.path.join(tmp, 'run'))  # nothing was created by a refused command
 
 
-@pytest.mark.parametrize('script', ['main.py', 'summary.py', 'bench.py', 'sweep.py', 'report.py', 'predict.py',
-                                    'export.py', 'prepare_data.py'])
-def test_help_still_works(script):
-  r = _run(script, ['--help'], ROOT)  # absl prints the usage and exits 1
-  assert any(f in r.stdout + r.stderr for f in ('--workdir', '--model', '--dataset'))
+SCRIPTS = ['main.py', 'summary.py', 'bench.py', 'sweep.py', 'report.py', 'predict.py', 'export.py',
+           'prepare_data.py']
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_help_exits_0(script):
+  r = _run(script, ['--help'], ROOT)  # absl itself exits 1 after printing the usage
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert any(f in r.stdout for f in ('--workdir', '--model', '--dataset'))
   assert 'Traceback' not in r.stderr and 'error' not in r.stderr
+  assert ('--compilation_cache:' in r.stdout) == (script in ('main.py', 'bench.py'))  # one name, shared
+
+
+@pytest.mark.parametrize('override,message', [
+    ('--config.model.growht_rate=3',
+     """unknown config field 'growht_rate' in --config.model.growht_rate=3; did you mean "growth_rate"?"""),
+    ('--config.modl.growth_rate=1',
+     """unknown config field 'modl' in --config.modl.growth_rate=1; did you mean "model"?"""),
+    ('--config.model.growth_rate.k=1', "unknown config field 'k' in --config.model.growth_rate.k=1"),
+    ('--config.num_epochs=abc', "flag --config.num_epochs=abc: could not convert string to float: 'abc'"),
+])
+def test_a_bad_override_names_the_field(tmp_path, override, message):
+  r = _run('main.py', [DIGITS, f'--workdir={tmp_path}/run', override], str(tmp_path))
+  assert r.returncode == 2 and r.stderr.strip() == f'config error: {message}', r.stderr[-2000:]
+
+
+def _kinds(kind):
+  return [kind] + [k for sub in kind.__subclasses__() for k in _kinds(sub)]
+
+
+def test_every_failure_has_a_label_and_an_exit_code():
+  rows = [kind for kind, _, _ in cli.FAILURES]
+  assert [k.__name__ for k in _kinds(errors.Failure) if not any(issubclass(k, row) for row in rows)] == [
+      'Failure']
+
+
+def _raise(error):
+  raise error
+
+
+def test_the_closed_loop_filter_drops_only_closed_loop_reports(monkeypatch):
+  """TensorStore's threads report the closed event loop of a failed Orbax read; nothing else is dropped."""
+  reported = []
+  monkeypatch.setattr(threading, 'excepthook', lambda args: reported.append(repr(args.exc_value)))
+  monkeypatch.setattr(sys, 'excepthook', sys.excepthook)
+  monkeypatch.setattr(sys, 'unraisablehook', sys.unraisablehook)
+  cli.drop_closed_loop_reports()
+  closed = 'Event loop is closed'
+  for error in (RuntimeError(closed), RuntimeError('disk full'), ValueError(closed)):
+    thread = threading.Thread(target=_raise, args=(error,))
+    thread.start()
+    thread.join()
+  assert reported == ["RuntimeError('disk full')", "ValueError('Event loop is closed')"]

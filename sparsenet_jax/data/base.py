@@ -1,4 +1,4 @@
-"""What every data source returns, and the one error type a user sees; no other project imports."""
+"""What every data source returns, and the error a user sees (errors.DataError); no other project imports."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,13 +6,10 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from sparsenet_jax.errors import DataError  # noqa: F401 (the data sources import it from here)
 
 # The augmentations `augment.preprocess` knows: 'cifar' (pad 4, random crop, flip) and 'none'.
 AUGMENTATIONS = ('cifar', 'none')
-
-
-class DataError(ValueError):
-  """Bad or missing data; the message is one line a user can act on."""
 
 
 @dataclasses.dataclass(frozen=True)

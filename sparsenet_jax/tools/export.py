@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from sparsenet_jax.errors import ExportError
 from sparsenet_jax.model import counting
 from sparsenet_jax.model import network
 from sparsenet_jax.model.spec import ModelSpec
@@ -42,10 +43,6 @@ COLLECTIONS = ('params', 'batch_stats')
 META_FIELDS = ('model', 'preset', 'dataset', 'step', 'image_shape', 'class_names', 'mean', 'std')
 # The rest of the run's description, carried along where the checkpoint has it (older ones do not).
 DESCRIPTION_FIELDS = ('fingerprint', 'num_classes', 'augment', 'train_size', 'steps_per_epoch')
-
-
-class ExportError(ValueError):
-  """An exported file or an image that cannot be used; the message is one line."""
 
 
 def leaves(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:

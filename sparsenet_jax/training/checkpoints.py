@@ -26,18 +26,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import orbax.checkpoint as ocp
 
+from sparsenet_jax.errors import CheckpointError, IntegrityError
 from sparsenet_jax.model import layout
 from sparsenet_jax.model.spec import ModelSpec
 from sparsenet_jax.training import record
-
-
-
-class CheckpointError(RuntimeError):
-  """A checkpoint that cannot be used for this run; the message is one line."""
-
-
-class IntegrityError(CheckpointError):
-  """A checkpoint that cannot be read or whose arrays differ from their digests: an older one may do."""
 
 
 FAILED = 'checkpoints_failed'  # where training moves checkpoints that fail verification (never deleted)
@@ -55,38 +47,6 @@ def first_line(e: Exception) -> str:
   text = ' '.join(str(e).split()).split(' See full TensorStore details')[0]
   text = re.sub(r" ?\[tensorstore_spec(\[\d+\])?='.*?'\]", '', text)  # JSON specs of the store
   return re.sub(r'(Error opening "\w+" driver: )+', '', text)
-
-
-def _closed_loop(exc_type, exc) -> bool:
-  return exc_type is RuntimeError and str(exc) == 'Event loop is closed'
-
-
-def quiet_closed_loop() -> None:
-  """A failed Orbax read is reported in one line. The reads still in flight then find Orbax's event loop
-  closed, and TensorStore's threads report each as an exception ('RuntimeError: Event loop is closed')
-  for a while after: those reports, and asyncio's 'Task exception was never retrieved' log lines, are
-  dropped from the first restore on; every other exception is reported as before."""
-  import logging
-  import threading
-  logging.getLogger('asyncio').setLevel(logging.CRITICAL)
-  if getattr(sys.excepthook, 'drops_closed_loop', False):
-    return
-  excepthook, unraisablehook, threadhook = sys.excepthook, sys.unraisablehook, threading.excepthook
-
-  def on_exception(exc_type, exc, tb):
-    if not _closed_loop(exc_type, exc):
-      excepthook(exc_type, exc, tb)
-
-  def on_unraisable(args):
-    if not _closed_loop(args.exc_type, args.exc_value):
-      unraisablehook(args)
-
-  def on_thread(args):
-    if not _closed_loop(args.exc_type, args.exc_value):
-      threadhook(args)
-
-  on_exception.drops_closed_loop = True
-  sys.excepthook, sys.unraisablehook, threading.excepthook = on_exception, on_unraisable, on_thread
 
 
 def _name(path) -> str:
@@ -132,7 +92,6 @@ def newest_verified(mgr: ocp.CheckpointManager, load: Callable[[int], Any], step
   """(load(s), s, the newer steps that failed) for the newest step s whose `load` raises no
   IntegrityError; `step` restricts the search to that one. One warning line when a newer one failed;
   CheckpointError (one line) when none verifies."""
-  quiet_closed_loop()  # before the first read: a failing read's siblings report at once
   candidates = [step] if step is not None else sorted(mgr.all_steps(), reverse=True)
   if not candidates:
     raise CheckpointError(f'no complete checkpoint in {mgr.directory}: train first')

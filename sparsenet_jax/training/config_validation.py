@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 from sparsenet_jax.data import datasets
+from sparsenet_jax.errors import ConfigError
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.model.spec import PRECISIONS
 from sparsenet_jax.training import optimizer
 
-
-
-class ConfigError(ValueError):
-  """A config field outside its allowed range; the message names the field."""
 
 
 def _positive(config, field, integer=True):

@@ -25,6 +25,7 @@ import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from sparsenet_jax.errors import DriftError
 from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
 
@@ -95,10 +96,6 @@ class Description:
     for name in ('image_shape', 'class_names', 'mean', 'std'):
       values[name] = list(values[name] or [])
     return cls(**values)
-
-
-class DriftError(ValueError):
-  """A resume whose config would change what the recorded run computes; the message is one line."""
 
 
 def identity(config: Mapping[str, Any], description: Optional[Description] = None) -> Dict[str, Any]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from sparsenet_jax.data import datasets
 from sparsenet_jax.data import input_pipeline
+from sparsenet_jax.errors import NonFiniteLossError, PreemptedError, WorkdirError
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.model.spec import PRECISIONS
@@ -31,18 +32,6 @@ from sparsenet_jax.training import optimizer
 from sparsenet_jax.training import record
 from sparsenet_jax.training import restore
 from sparsenet_jax.training import steps
-
-
-class NonFiniteLossError(RuntimeError):
-  """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class WorkdirError(RuntimeError):
-  """The workdir cannot be created or written; found before any work is done."""
-
-
-class PreemptedError(RuntimeError):
-  """SIGTERM/SIGINT arrived: a checkpoint was saved and the same command resumes the run."""
 
 
 # ----------------------------------------------------------------------------------------------------
