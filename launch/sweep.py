@@ -13,13 +13,13 @@ import signal
 
 from absl import flags
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-
 from sparsenet_jax import cli
 from sparsenet_jax import errors
 from sparsenet_jax.tools import sweep_models
 from sparsenet_jax.tools import sweeps
 from sparsenet_jax.training import record
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 flags.DEFINE_string('sweep', None, 'A sweep file and its parameters: configs/sweeps/NAME.py[:k=v,...].')
 flags.DEFINE_string('workdir', None, 'The sweep root: each run writes to WORKDIR/<run name>.')

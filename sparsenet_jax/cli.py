@@ -75,8 +75,8 @@ def first_line(e: BaseException) -> str:
 
 def one_line(text: str) -> str:
   """The informative line of a traceback's text (config_flags wraps a config file's exception in one)."""
-  lines = [l.strip() for l in str(text).strip().splitlines() if l.strip()]
-  causes = [l for l in lines if 'Error:' in l and not l.startswith('File ')]
+  lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+  causes = [line for line in lines if 'Error:' in line and not line.startswith('File ')]
   return (causes[-1] if causes else lines[0]) if lines else str(text)
 
 

@@ -102,7 +102,7 @@ def test_every_cli_refuses_nonsense_in_one_line(tmp_path):
     results = list(pool.map(lambda c: _run(c[0], c[1], tmp), todo))
   bad = []
   for (script, args, code), r in zip(todo, results):
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
     ok = (r.returncode != 0 and (code is None or r.returncode == code) and 'Traceback' not in r.stderr
           and len(lines) == 1 and '\\\'' not in r.stderr and not r.stdout.strip())
     if not ok:

@@ -43,7 +43,7 @@ def last_line(r):
 
 
 def final(workdir):
-  rows = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+  rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   return [r for r in rows if r.get('final')][-1]
 
 

@@ -53,7 +53,7 @@ def test_flipped_byte_is_detected_and_the_previous_checkpoint_is_used(trained, t
 
   r = run(*TINY, f'--workdir={workdir}', '--mode=eval')  # inference: restore.restore_run
   assert r.returncode == 0, r.stderr[-2000:]
-  warnings = [l for l in r.stderr.splitlines() if l.startswith(WARNING)]
+  warnings = [line for line in r.stderr.splitlines() if line.startswith(WARNING)]
   assert len(warnings) == 1 and 'Traceback' not in r.stderr, r.stderr
   assert warnings[0].startswith(f'warning: checkpoint {last} in {workdir}/checkpoints failed verification')
   assert warnings[0].endswith(f'using checkpoint {previous}, the newest that verifies')
@@ -61,11 +61,11 @@ def test_flipped_byte_is_detected_and_the_previous_checkpoint_is_used(trained, t
   assert checkpoint_steps(workdir)[-1] == last  # inference deletes and moves nothing
 
   metrics = os.path.join(workdir, 'metrics.jsonl')  # as if killed before its final evaluation: unfinished
-  rows = [l for l in open(metrics) if '"final": true' not in l]
+  rows = [line for line in open(metrics) if '"final": true' not in line]
   open(metrics, 'w').writelines(rows)
   r = run(*TINY, f'--workdir={workdir}')  # training: checkpoints.restore, the same check
   assert r.returncode == 0, r.stderr[-2000:]
-  assert sum(l.startswith(WARNING) for l in r.stderr.splitlines()) == 1
+  assert sum(line.startswith(WARNING) for line in r.stderr.splitlines()) == 1
   assert f'resumed from step {previous}' in r.stderr
   assert os.listdir(os.path.join(workdir, 'checkpoints_failed')) == [str(last)]  # kept, set aside
   assert final(workdir)['eval_loss'] == pytest.approx(final(trained)['eval_loss'], abs=1e-6)
@@ -79,12 +79,12 @@ def test_no_checkpoint_verifies_is_one_line_exit_3_and_nothing_deleted(trained, 
   for step in steps:
     truncate(workdir, step)
   metrics = os.path.join(workdir, 'metrics.jsonl')  # unfinished, so that training restores
-  open(metrics, 'w').writelines([l for l in open(metrics) if '"final": true' not in l])
+  open(metrics, 'w').writelines([line for line in open(metrics) if '"final": true' not in line])
   listing = sorted(glob.glob(os.path.join(workdir, '**'), recursive=True))
   for mode in ('eval', 'train'):
     r = run(*TINY, f'--workdir={workdir}', f'--mode={mode}')
     assert r.returncode == 3, r.stderr[-2000:]
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f'checkpoint error: no checkpoint in {workdir}/checkpoints '
                                                    f'verifies ({steps[-1]}: unreadable: '), r.stderr[-3000:]
     assert lines[0].endswith('; nothing was deleted') and 'Traceback' not in r.stderr

@@ -12,7 +12,7 @@ sparsenet_v1 train
 densenet_40 train
 J
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-timeout 150 xargs -P 7 -L 1 bash -c 'timeout 145 python3 launch/bench.py --json --compilation_cache_dir=/tmp/xla --nocold_compile --steps=0 --model=$0 --mode=$1 "${@:2}" >> $OUT/compile.jsonl 2>/tmp/err_$0_$1_${#2} || tail -2 /tmp/err_$0_$1_${#2}' < /tmp/jobs
+timeout 150 xargs -P 7 -L 1 bash -c 'timeout 145 python3 launch/bench.py --json --compilation_cache=/tmp/xla --nocold_compile --steps=0 --model=$0 --mode=$1 "${@:2}" >> $OUT/compile.jsonl 2>/tmp/err_$0_$1_${#2} || tail -2 /tmp/err_$0_$1_${#2}' < /tmp/jobs
 unset XLA_PYTHON_CLIENT_PREALLOCATE
 echo "compiled $(wc -l < $OUT/compile.jsonl) $(date +%T)"
 python3 - > /tmp/groups <<'P'
@@ -29,7 +29,7 @@ for (mode, extra), models in groups.items():
   if models: print(f'--mode={mode} {extra} --model={",".join(models)}')
 P
 cat /tmp/groups
-while read -r args; do timeout 60 python3 launch/bench.py --json --compilation_cache_dir=/tmp/xla --nocold_compile --steps=20 $args >> $OUT/timed.jsonl; done < /tmp/groups
+while read -r args; do timeout 60 python3 launch/bench.py --json --compilation_cache=/tmp/xla --nocold_compile --steps=20 $args >> $OUT/timed.jsonl; done < /tmp/groups
 cat $OUT/timed.jsonl | cut -c1-250
 timeout 30 python3 tools/torch_peer_gpu.py --peer=.devrun/torch_peer.py --model densenet_bc_190 --batch 64 >> $OUT/torch.jsonl
 cat $OUT/torch.jsonl; date -u

@@ -5,7 +5,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee $OUT/env.txt
 python3 -c "import jax, flax, optax, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, jax.devices())" | tee -a $OUT/env.txt
 nproc | tee -a $OUT/env.txt; date -u | tee -a $OUT/env.txt
-C=/tmp/xla; B="python3 launch/bench.py --json --compilation_cache_dir=$C"
+C=/tmp/xla; B="python3 launch/bench.py --json --compilation_cache=$C"
 T="python3 tools/torch_peer_gpu.py --peer=.devrun/torch_peer.py"
 echo "== torch $(date +%T)"
 timeout 100 bash -c "$T --model densenet_bc_100 --batch 64; $T --model densenet_bc_100 --batch 64 --precision bf16 --channels_last; $T --model densenet_bc_100 --batch 256; $T --model densenet_bc_190 --batch 64" >> $OUT/torch.jsonl
@@ -53,7 +53,7 @@ sparsenet_v1 eval
 densenet_40 eval
 J
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-timeout 200 xargs -P 10 -L 1 bash -c 'python3 launch/bench.py --json --compilation_cache_dir=/tmp/xla --nocold_compile --steps=0 --model=$0 --mode=$1 "${@:2}" >> $OUT/compile.jsonl 2>/tmp/res/$0_$1_${#2}_${#3}.err || tail -2 /tmp/res/$0_$1_${#2}_${#3}.err' < /tmp/jobs
+timeout 200 xargs -P 10 -L 1 bash -c 'python3 launch/bench.py --json --compilation_cache=/tmp/xla --nocold_compile --steps=0 --model=$0 --mode=$1 "${@:2}" >> $OUT/compile.jsonl 2>/tmp/res/$0_$1_${#2}_${#3}.err || tail -2 /tmp/res/$0_$1_${#2}_${#3}.err' < /tmp/jobs
 unset XLA_PYTHON_CLIENT_PREALLOCATE
 echo "compiled: $(wc -l < $OUT/compile.jsonl) of $(wc -l < /tmp/jobs) $(date +%T)"
 # time what compiled, from the cache, one process per flag set
