@@ -4,19 +4,17 @@ behaviour (a requeued job whose data moved), in-process for the rule itself."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, cpu_env
+from conftest import ROOT
 from configs import default
 from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
 from sparsenet_jax.tools import report
 from sparsenet_jax.training import record
-from test_faults import TINY, run
+from test_faults import run
 
 NPZ_CONFIG = '--config=' + os.path.join(ROOT, 'configs', 'cifar10_npz.py')
 # A two-layer SparseNet on 16x16 images: a few seconds a run.
@@ -37,7 +35,8 @@ def _description(workdir):
 
 def test_a_requeued_run_whose_data_moved_continues_and_other_data_is_refused(tmp_path):
   """The SLURM case: every requeue gets another scratch directory. Moving the data (data_dir, mirror, the
-  npz's own path) changes nothing; other content is refused naming both fingerprints."""
+  npz's own path) changes nothing; other content is refused naming both fingerprints. (A preset without
+  paper numbers in summary.py: tests/test_summary_cli.py.)"""
   a = _npz(tmp_path / 'a.npz', 0)
   workdir = str(tmp_path / 'run')
   first = [NPZ_CONFIG, f'--workdir={workdir}', *NPZ_TINY, f'--config.dataset.train_path={a}',
@@ -70,16 +69,6 @@ def test_a_requeued_run_whose_data_moved_continues_and_other_data_is_refused(tmp
                          f'{described["fingerprint"]}, but the data this command reads (npz) has fingerprint ')
   assert line.split('has fingerprint ')[1].split(':')[0] not in ('', described['fingerprint'])
   assert open(os.path.join(workdir, 'metrics.jsonl')).read() == before
-
-
-def test_digits_resumed_with_another_data_dir_continues(tmp_path):
-  """3 steps with data_dir=A, then 6 with data_dir=B (a finished run goes on only with --extend)."""
-  workdir = str(tmp_path / 'run')
-  r = run(*TINY, f'--workdir={workdir}', '--config.num_train_steps=3', '--config.dataset.data_dir=A')
-  assert r.returncode == 0, r.stderr[-2000:]
-  r = run(*TINY, f'--workdir={workdir}', '--config.num_train_steps=6', '--config.dataset.data_dir=B', '--extend')
-  assert r.returncode == 0, r.stderr[-2000:]
-  assert 'resumed from step 3' in r.stderr
 
 
 def _config(**fields):
@@ -189,21 +178,6 @@ def _classifier_inputs(spec):
   from sparsenet_jax.model import counting, network
   variables = counting.abstract_variables(network.make(spec))
   return variables['params']['classifier']['kernel'].shape[0]
-
-
-def test_a_preset_without_paper_numbers_prints_in_summary(tmp_path):
-  """A preset is one `register` call; the paper's numbers are optional and print as '-'."""
-  code = ('import runpy, sys; from sparsenet_jax.model import presets; '
-          'presets.register("tiny_nopaper", presets.get("sparsenet_bc_v1", growth_rate=4, blocks=(1, 1), path=2)); '
-          'sys.argv = ["summary.py", "--model=all"]; '
-          f'runpy.run_path({os.path.join(ROOT, "launch", "summary.py")!r}, run_name="__main__")')
-  r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=cpu_env(), timeout=300)
-  assert r.returncode == 0, r.stderr[-2000:]
-  line, = [line for line in r.stdout.splitlines() if line.startswith('| tiny_nopaper |')]
-  cells = [c.strip() for c in line.split('|')[1:-1]]
-  assert cells[2] == '-' and cells[3] == '-'  # paper params, diff
-  rows = [line for line in r.stdout.splitlines() if line.startswith('| ')]
-  assert len(rows) == 1 + len(presets.names()) + 1  # the header, every preset, the new one
 
 
 def test_config_files_accept_any_preset():

@@ -16,17 +16,39 @@ def run(*args):
                         capture_output=True, text=True, env=cpu_env(), timeout=300)
 
 
+# summary.py with one more preset, registered as a user would, with no paper numbers (they are optional).
+NO_PAPER = ('import runpy, sys; from sparsenet_jax.model import presets; '
+            'presets.register("tiny_nopaper", presets.get("sparsenet_bc_v1", growth_rate=4, blocks=(1, 1), path=2)); '
+            'sys.argv = ["summary.py", *sys.argv[1:]]; '
+            f'runpy.run_path({os.path.join(ROOT, "launch", "summary.py")!r}, run_name="__main__")')
+
+
+def run_with_a_preset_without_paper_numbers(*args):
+  return subprocess.run([sys.executable, '-c', NO_PAPER, *args], capture_output=True, text=True, env=cpu_env(),
+                        timeout=300)
+
+
 @pytest.mark.slow
 def test_all_presets_as_json():
-  r = run('--model=all', '--json')
+  """Every preset, and one without the paper's numbers (a preset is one `register` call)."""
+  r = run_with_a_preset_without_paper_numbers('--model=all', '--json')
   assert r.returncode == 0, r.stderr
   rows = [json.loads(line) for line in r.stdout.splitlines()]
-  assert len(rows) == 16
+  assert len(rows) == 17
   by_name = {row['model']: row for row in rows}
   assert by_name['sparsenet_abc_v1']['params'] == 860_698
-  for row in rows:
+  assert by_name.pop('tiny_nopaper')['paper_params'] is None
+  for row in by_name.values():
     assert {'model', 'params', 'flops', 'paper_params', 'xla_flops'} <= set(row)
     assert row['flops'] > 0 and row['paper_params'] > 0
+
+
+def test_a_preset_without_paper_numbers_prints_a_dash():
+  r = run_with_a_preset_without_paper_numbers('--model=tiny_nopaper')
+  assert r.returncode == 0, r.stderr
+  line, = [line for line in r.stdout.splitlines() if line.startswith('| tiny_nopaper |')]
+  cells = [c.strip() for c in line.split('|')[1:-1]]
+  assert cells[2] == '-' and cells[3] == '-'  # paper params, diff
 
 
 def test_draw_writes_a_png_and_overrides_apply(tmp_path):

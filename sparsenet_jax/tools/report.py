@@ -86,7 +86,12 @@ def normalize(config: Mapping[str, Any], description: Optional[record.Descriptio
 
 
 def read_run(workdir: str, name: str) -> Run:
-  config, description = record.read_config(workdir), record.read_description(workdir)
+  """ValueError naming the file (config.json or run.json) that cannot be read."""
+  try:
+    config = record.read_config(workdir)
+  except (OSError, ValueError, UnicodeDecodeError) as e:
+    raise ValueError(f'cannot read its {record.CONFIG} ({type(e).__name__}: {" ".join(str(e).split())})') from None
+  description = record.read_description(workdir)
   return Run(workdir, name, normalize(config, description), record.raw_rows(workdir),
              tuple(record.starts(workdir)), description, record.identity(config, description))
 
@@ -100,7 +105,7 @@ def find_runs(root: str, warn: Callable[[str], None] = lambda line: print(line, 
     try:
       found.append(read_run(workdir, os.path.basename(os.path.abspath(root)) if name == '.' else name))
     except (OSError, ValueError, UnicodeDecodeError) as e:
-      warn(f'skipped {workdir}: {type(e).__name__}: {" ".join(str(e).split())}')
+      warn(f'skipped {workdir}: {" ".join(str(e).split())}')
   return found
 
 
