@@ -194,7 +194,8 @@ def test_dry_run_reads_the_data_registry(tmp_path):
   from sparsenet_jax.tools import sweep_models
   npz = _npz(tmp_path / 'd.npz', 0)
   overrides = {'dataset.name': 'npz', 'dataset.train_path': npz, 'dataset.validation_size': 10}
-  spec, shape = sweep_models.run_spec('configs/digits.py', ROOT, overrides)
+  spec, shape = sweep_models.model_and_input('configs/digits.py', ROOT, overrides)
   assert shape == (16, 16, 3) and spec.num_classes == 4
   with pytest.raises(ValueError, match='npz file not found'):
-    sweep_models.run_spec('configs/digits.py', ROOT, dict(overrides, **{'dataset.train_path': str(tmp_path / 'x')}))
+    missing = dict(overrides, **{'dataset.train_path': str(tmp_path / 'x')})
+    sweep_models.model_and_input('configs/digits.py', ROOT, missing)

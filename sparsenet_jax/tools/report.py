@@ -131,7 +131,7 @@ def train_rows(rows: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
 # Grouping, and what the paper says about a group.
 
 
-def model_spec(config: Mapping[str, Any]) -> Optional[ModelSpec]:
+def row_spec(config: Mapping[str, Any]) -> Optional[ModelSpec]:
   """The model of a normalized config (the preset's class count where the data's is unknown), or None
   for a model this version cannot build."""
   model = {k[len('model.'):]: v for k, v in config.items() if k.startswith('model.') and k != 'model.name'}
@@ -145,7 +145,7 @@ def model_spec(config: Mapping[str, Any]) -> Optional[ModelSpec]:
 
 def model_overrides(config: Mapping[str, Any]) -> Dict[str, Any]:
   """The architecture fields that differ from the config's preset, in the spec's field order."""
-  spec = model_spec(config)
+  spec = row_spec(config)
   if spec is None or config.get('model.name') not in presets.PRESETS:
     return {}
   changed = presets.changed_fields(spec, config['model.name'])
@@ -277,7 +277,7 @@ def cost(group: Group) -> Optional[Tuple[int, int]]:
     facts = datasets.facts(dataset)
   except datasets.DataError:
     return None
-  spec = model_spec(config)
+  spec = row_spec(config)
   if spec is None or facts.image_shape is None:
     return None
   if config.get('model.num_classes') is None and facts.num_classes:

@@ -37,7 +37,7 @@ def load_config(config: str, repo: str, overrides: Dict[str, Any]):
   return cfg
 
 
-def run_spec(config: str, repo: str, overrides: Dict[str, Any]) -> Tuple[ModelSpec, Tuple[int, ...]]:
+def model_and_input(config: str, repo: str, overrides: Dict[str, Any]) -> Tuple[ModelSpec, Tuple[int, ...]]:
   """(the model the run trains, its input shape), as training will resolve them: the config's model on
   the data registry's facts of its data; ValueError (or datasets.DataError) if it does not build."""
   cfg = load_config(config, repo, overrides)
@@ -54,7 +54,7 @@ def _params(spec: ModelSpec, shape: Tuple[int, ...]) -> int:
 
 
 def param_count(config: str, repo: str, overrides: Dict[str, Any]) -> int:
-  spec, shape = run_spec(config, repo, overrides)
+  spec, shape = model_and_input(config, repo, overrides)
   return _params(spec.canonical(), shape)
 
 
