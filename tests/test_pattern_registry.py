@@ -5,7 +5,6 @@ network (unrolled and scanned), the parameter and FLOP counts and a real train s
 blocks (a 16-channel stem at k=12: read by channel counts) and on SparseNet-bc-V1's (whole groups).
 """
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -17,6 +16,7 @@ from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.model.spec import ModelSpec
 from sparsenet_jax.training import steps
+from test_scan import _variables  # random weights and positive BN variances, in a model's layout
 
 
 @connectivity.register('every_third')
@@ -111,16 +111,6 @@ def test_the_full_preset_counts_follow_the_rows():
   params, flops = expected_counts(spec, (32, 32, 3))
   assert counting.summarize(network.make(spec), with_xla=False) == {'params': params, 'flops': flops}
   assert params < 828_442  # fewer reads than path 14's (docs/model.md section 3)
-
-
-def _variables(model, x):
-  """Random weights and BN statistics (positive variances) in `model`'s layout."""
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
-  leaves, treedef = jax.tree.flatten_with_path(shapes)
-  rng = np.random.default_rng(0)
-  values = [rng.uniform(0.5, 1.5, s.shape) if jax.tree_util.keystr(p).endswith("'var']")
-            else rng.normal(0, 0.3, s.shape) for p, s in leaves]
-  return jax.tree.unflatten(treedef, [jnp.asarray(v, jnp.float32) for v in values])
 
 
 @pytest.mark.parametrize('name', sorted(SPECS))
