@@ -262,8 +262,8 @@ def restore(mgr: ocp.CheckpointManager, abstract_state_for, spec: ModelSpec, ima
   """Training's resume through `restore_checkpoint`: (train state in the layout of `spec`, meta, newer
   steps that failed verification). `abstract_state_for(spec)` gives the abstract train state of a spec
   (shapes and shardings). CheckpointError if the architecture or image shape differs from `spec`'s."""
-  def abstract_for(stored, _):
-    return abstract_state_for(spec.replace(scan=stored.scan, scan_chunk=stored.scan_chunk))
-  r = restore_checkpoint(mgr, abstract_for, expect=lambda _: spec, image_shape=image_shape, step=step)
-  stored = spec.replace(scan=r.stored.scan, scan_chunk=r.stored.scan_chunk)
-  return convert(r.tree, stored, spec, mesh), r.meta, r.failed
+  def as_stored(stored):  # this run's model in the layout the checkpoint was written in
+    return spec.replace(scan=stored.scan, scan_chunk=stored.scan_chunk)
+  r = restore_checkpoint(mgr, lambda stored, _: abstract_state_for(as_stored(stored)), expect=lambda _: spec,
+                         image_shape=image_shape, step=step)
+  return convert(r.tree, as_stored(r.stored), spec, mesh), r.meta, r.failed
