@@ -277,5 +277,10 @@ def main(argv):
     plot_sweep(rows, FLAGS.plot)
 
 
-if __name__ == '__main__':
+def entry():
+  """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
   cli.run(main, input_errors=(ValueError,))
+
+
+if __name__ == '__main__':
+  entry()

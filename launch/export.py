@@ -31,5 +31,10 @@ def main(argv):
         f'{meta["model"]["num_classes"]} classes')
 
 
-if __name__ == '__main__':
+def entry():
+  """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
   cli.run(main, input_errors=(OSError,))  # --out in a directory that is not there
+
+
+if __name__ == '__main__':
+  entry()

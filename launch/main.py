@@ -72,5 +72,10 @@ def main(argv):
     train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend)
 
 
-if __name__ == '__main__':
+def entry():
+  """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
   cli.run(main, config_flag='config')
+
+
+if __name__ == '__main__':
+  entry()

@@ -48,5 +48,10 @@ def main(argv):
         print(f'  {prob:7.2%}  {name}')
 
 
-if __name__ == '__main__':
+def entry():
+  """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
   cli.run(main, positional=True)
+
+
+if __name__ == '__main__':
+  entry()

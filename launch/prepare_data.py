@@ -41,5 +41,10 @@ def main(argv):
   print(f'{FLAGS.dataset}: {counts} images -> {prepared.cache} ({size}){kept}')
 
 
-if __name__ == '__main__':
+def entry():
+  """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
   cli.run(main)
+
+
+if __name__ == '__main__':
+  entry()

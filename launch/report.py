@@ -26,5 +26,10 @@ def main(argv):
   print(report_page.write(FLAGS.workdir, FLAGS.out or os.path.join(FLAGS.workdir, 'report')))
 
 
-if __name__ == '__main__':
+def entry():
+  """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
   cli.run(main, input_errors=(ValueError, OSError, errors.CheckpointError))
+
+
+if __name__ == '__main__':
+  entry()

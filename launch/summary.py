@@ -155,5 +155,10 @@ def main(argv):
       print(f'wrote {FLAGS.draw}', file=sys.stderr)
 
 
-if __name__ == '__main__':
+def entry():
+  """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
   cli.run(main, input_errors=(ValueError, OSError))
+
+
+if __name__ == '__main__':
+  entry()

@@ -92,5 +92,10 @@ def write_slurm(runs, root):
   print(f'wrote {path} ({len(runs)} array tasks); submit it with\n  sbatch {shlex.quote(path)}')
 
 
-if __name__ == '__main__':
+def entry():
+  """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
   cli.run(main, input_errors=(ValueError, OSError))
+
+
+if __name__ == '__main__':
+  entry()

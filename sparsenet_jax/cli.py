@@ -257,7 +257,9 @@ def drop_closed_loop_reports() -> None:
   """A failed Orbax read is reported in one line. The reads still in flight then find Orbax's event loop
   closed, and TensorStore's threads report each as an exception ('RuntimeError: Event loop is closed')
   for a while after: those reports are dropped, every other exception is reported as before. The hooks
-  are the process's, so the shell sets them, once, at start."""
+  are the process's, so the shell sets them, once, at start (once per process, however often it runs)."""
+  if getattr(sys.excepthook, 'drops_closed_loop', False):
+    return
   excepthook, unraisablehook, threadhook = sys.excepthook, sys.unraisablehook, threading.excepthook
 
   def on_exception(exc_type, exc, tb):
@@ -272,4 +274,5 @@ def drop_closed_loop_reports() -> None:
     if not _closed_loop(args.exc_type, args.exc_value):
       threadhook(args)
 
+  on_exception.drops_closed_loop = True
   sys.excepthook, sys.unraisablehook, threading.excepthook = on_exception, on_unraisable, on_thread

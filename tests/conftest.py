@@ -3,6 +3,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 # The tests compile far more than they run, and XLA:CPU spends most of a compile in LLVM's optimiser:
 # without it (level 0) the suite needs about 40% less CPU. The code compiled is the same program; only its
 # machine code is slower, and float rounding can differ in the last bits (FMA contraction). Speed is
@@ -71,3 +73,14 @@ def write_image_folder(root, classes=CIFAR10_CLASSES, counts=(('train', 20), ('t
         pixels = np.clip(colours[c] + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(os.path.join(root, split, name, f'{i}.jpg'), quality=95)
   return root
+
+
+@pytest.fixture(scope='session')
+def faults(tmp_path_factory, request):
+  """The fault table's harness (tests/fault_table.py), its trained run shared by the pytest workers."""
+  import fault_table  # pylint: disable=import-outside-toplevel
+  base = tmp_path_factory.getbasetemp()
+  shared = base.parent if hasattr(request.config, 'workerinput') else base  # this session's, all workers
+  harness = fault_table.train_once(str(shared))
+  yield harness
+  harness.close()
