@@ -52,7 +52,7 @@ def test_the_closed_loop_filter_drops_only_closed_loop_reports(monkeypatch):
   """TensorStore's threads report the closed event loop of a failed Orbax read; nothing else is dropped."""
   reported = []
   monkeypatch.setattr(threading, 'excepthook', lambda args: reported.append(repr(args.exc_value)))
-  monkeypatch.setattr(sys, 'excepthook', sys.excepthook)
+  monkeypatch.setattr(sys, 'excepthook', sys.__excepthook__)
   monkeypatch.setattr(sys, 'unraisablehook', sys.unraisablehook)
   cli.drop_closed_loop_reports()
   closed = 'Event loop is closed'
