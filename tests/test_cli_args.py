@@ -1,10 +1,13 @@
 """The shell every launch/ script shares (sparsenet_jax/cli.py): --help, an override's message, its table,
 its hooks. The scripts given nonsense are the fault table's (tests/test_faults_*.py)."""
+import os
+import re
 import sys
 import threading
 
 import pytest
 
+from conftest import ROOT
 from fault_table import Case, DIGITS
 from sparsenet_jax import cli
 from sparsenet_jax import errors
@@ -42,6 +45,17 @@ def test_every_failure_has_a_label_and_an_exit_code():
   rows = [kind for kind, _, _ in cli.FAILURES]
   assert [k.__name__ for k in _kinds(errors.Failure) if not any(issubclass(k, row) for row in rows)] == [
       'Failure']
+
+
+def test_the_documented_exit_codes_are_the_table():
+  """docs/failures.md's exit-code table names every label of cli.FAILURES under its code, and no other code
+  but 0 (done)."""
+  text = open(os.path.join(ROOT, 'docs', 'failures.md')).read()
+  section = text.split('## Exit codes', 1)[1].split('\n## ', 1)[0]
+  rows = dict(re.findall(r'^\| (\d+) \| (.*) \|$', section, re.MULTILINE))
+  assert set(rows) == {'0'} | {str(code) for _, _, code in cli.FAILURES}
+  for kind, label, code in cli.FAILURES:
+    assert f'`{label}: ' in rows[str(code)], (kind.__name__, label, code)
 
 
 def _raise(error):
