@@ -137,17 +137,24 @@ def test_evaluation_counts_every_readable_example_once_across_processes(folder):
 
 READER = r'''
 import json, sys
-import jax
-jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
-import ml_collections
-from sparsenet_jax.data import datasets, stream
-data = datasets.load(ml_collections.ConfigDict(dict(name='imagenet_folder', root=sys.argv[3], image_size=32,
-                                                    num_workers=2)))
-spe = len(data.train) // 8
-ds = stream.train_dataset(data.train, 0, 8, spe, 2 * spe, data.augment, jax.process_index(), jax.process_count())
-read = [b['index'].tolist() for b in stream.iterate(ds, data.train.num_workers)]
-json.dump({'process': jax.process_index(), 'steps_per_epoch': spe, 'read': read}, open(sys.argv[4], 'w'))
+
+
+def main():  # the Grain workers are spawned: they import this file, which must not start anything then
+  import jax
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+  import ml_collections
+  from sparsenet_jax.data import datasets, stream
+  data = datasets.load(ml_collections.ConfigDict(dict(name='imagenet_folder', root=sys.argv[3], image_size=32,
+                                                      num_workers=2)))
+  spe = len(data.train) // 8
+  ds = stream.train_dataset(data.train, 0, 8, spe, 2 * spe, data.augment, jax.process_index(), jax.process_count())
+  read = [b['index'].tolist() for b in stream.iterate(ds, data.train.num_workers)]
+  json.dump({'process': jax.process_index(), 'steps_per_epoch': spe, 'read': read}, open(sys.argv[4], 'w'))
+
+
+if __name__ == '__main__':
+  main()
 '''
 
 
