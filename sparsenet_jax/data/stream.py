@@ -273,7 +273,12 @@ def iterate(dataset: grain.MapDataset, num_workers: int) -> grain.IterDataset:
 # The registry's source `imagenet_folder` (datasets.py): ROOT/train and ROOT/val, listed.
 
 DEFAULT_IMAGE_SIZE = 224
-DEFAULT_NUM_WORKERS = 8  # docs/data.md, "Streaming with Grain": what one accelerator needs at DenseNet-121's rate
+
+
+def default_num_workers() -> int:
+  """Every core but one (the training loop's): one worker decodes and crops about 150 ImageNet-size images
+  per second of a core (docs/data.md, "Streaming with Grain"), and an accelerator wants thousands."""
+  return max(1, (os.cpu_count() or 2) - 1)
 
 
 def _folder_fields(cfg) -> Tuple[str, int, int]:
@@ -282,7 +287,7 @@ def _folder_fields(cfg) -> Tuple[str, int, int]:
     raise DataError(f'image folder not found: {root} (expected ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG)')
   size = getattr(cfg, 'image_size', None) or DEFAULT_IMAGE_SIZE
   workers = getattr(cfg, 'num_workers', None)
-  workers = DEFAULT_NUM_WORKERS if workers is None else workers
+  workers = default_num_workers() if workers is None else workers
   if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
     raise DataError(f'dataset.image_size must be a positive integer, got {size!r}')
   if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
