@@ -203,7 +203,7 @@ def feed_summary(split, max_bytes: int) -> str:
             'processes per host decoding and cropping each batch')
   where = ('held in device memory' if jax.process_count() == 1 and split.images.nbytes <= max_bytes
            else 'held in host memory, each batch copied to the devices')
-  return f'{len(split):,} training images ({split.images.nbytes / 2**20:,.0f} MiB) {where}'
+  return f'{len(split):,} training images ({split.images.nbytes / 2**20:,.1f} MiB) {where}'
 
 
 def _streamed(dataset, split: stream.Files, mesh, keys: Sequence[str]) -> Iterator[tuple]:
