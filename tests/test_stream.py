@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, build, cpu_env
+from conftest import ROOT, build, cpu_env, write_image_folder
 from configs import digits
 from sparsenet_jax.data import datasets
 from sparsenet_jax.data import stream
@@ -130,6 +130,22 @@ def test_evaluation_counts_every_readable_example_once_across_processes(folder):
   unreadable = [i for i in range(len(files)) if files.names[i].decode() in BAD]
   assert sorted(index.tolist()) == sorted(set(range(len(files))) - set(unreadable))
   assert all(b['image'].shape == (3, 32, 32, 3) for part in parts for b in part)
+
+
+def test_an_image_folder_larger_than_max_bytes_streams_the_pixels_it_would_have_held(tmp_path):
+  root = write_image_folder(str(tmp_path / 'folder'), classes=('a', 'b', 'c'), counts=(('train', 6), ('test', 4)))
+  cfg = ml_collections.ConfigDict({'name': 'image_folder', 'root': root, 'num_workers': 0})
+  held = datasets.load(cfg, max_bytes=18 * 32 * 32 * 3)
+  streamed = datasets.load(cfg, max_bytes=18 * 32 * 32 * 3 - 1)
+  assert not held.streamed and streamed.streamed and not streamed.train.crop
+  assert streamed.image_shape == held.image_shape == (32, 32, 3) and streamed.augment == held.augment == 'cifar'
+  np.testing.assert_allclose(streamed.mean, held.mean)  # a sample of up to 1,000 images: here all 18
+  assert 'max_device_dataset_bytes' in steps.feed_summary(streamed.train, 18 * 32 * 32 * 3 - 1)
+  batches = list(stream.iterate(stream.eval_dataset(streamed.test, 4), 0))
+  np.testing.assert_array_equal(np.concatenate([b['image'][b['mask']] for b in batches]), held.test.images)
+  np.testing.assert_array_equal(np.concatenate([b['label'][b['mask']] for b in batches]), held.test.labels)
+  for batch in stream.iterate(stream.train_dataset(streamed.train, 0, 6, 3, 3, streamed.augment), 0):
+    np.testing.assert_array_equal(batch['image'], held.train.images[batch['index']])  # as decoded, uncropped
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -105,6 +105,9 @@ class Source(NamedTuple):
   train_size: Optional[int] = None
   peek: Optional[Callable[[Any], Tuple[Tuple[int, ...], int, Optional[Tuple[str, ...]], int]]] = None
   # peek(config.dataset) -> (image shape, classes, class names, training examples), without decoding
+  streamer: Optional[Callable[[Any, bool, Tuple[int, ...]], Loaded]] = None
+  # (config.dataset, need_test, image shape) -> Loaded of stream.Files: used instead of `loader` when the
+  # decoded training set would be larger than `load`'s max_bytes
 
 
 def _default_augment(image_shape: Optional[Tuple[int, ...]]) -> str:
@@ -129,8 +132,11 @@ def facts(cfg) -> Facts:
   return Facts(name, shape, classes, names, mean, std, augment, size)
 
 
-def load(cfg) -> Dataset:
+def load(cfg, max_bytes: Optional[int] = None) -> Dataset:
   """The dataset `cfg` names, with its test (or validation) split, statistics and augmentation.
+
+  A source that can also be streamed (an image folder) is, when its decoded training set is larger than
+  `max_bytes` (training passes config.max_device_dataset_bytes): it is listed, and Grain decodes its batches.
 
   `cfg` has `name`, `data_dir`, `download`, `mirror`, `train_path`, `test_path`, `root`, `validation_size`
   and `augment` (None = the dataset's default); `npz` also reads an optional `num_classes`.
@@ -146,19 +152,25 @@ def load(cfg) -> Dataset:
     raise DataError(f'validation_size must be >= 0, got {validation_size}')
 
   source = _REGISTRY[name]
-  loaded = source.loader(cfg, validation_size == 0)
+  loader = source.loader
+  if source.streamer is not None and max_bytes is not None:
+    shape, _, _, count = source.peek(cfg)
+    if count * int(np.prod(shape)) > max_bytes:
+      loader = functools.partial(source.streamer, fixed_shape=tuple(shape))
+  loaded = loader(cfg, validation_size == 0)
   train, test = loaded.train, loaded.test
   streamed = isinstance(train, stream.Files)
   if validation_size and streamed:
-    raise DataError(f'dataset.validation_size is not supported by {name}: it evaluates on ROOT/val')
+    raise DataError(f'dataset.validation_size is not supported when {name} is streamed: it evaluates on its '
+                    'own split (ROOT/val or ROOT/test)')
   if validation_size:
     train, test = _carve_validation(train, validation_size)
-  mean, std = source.stats or _channel_stats(train.images)
+  mean, std = source.stats or _channel_stats(stream.sample(train) if streamed else train.images)
   if augment is None:
     augment = source.augment or _default_augment(train.image_shape)
-  if (augment == 'random_resized_crop') != streamed and augment in ('random_resized_crop', 'cifar'):
-    raise DataError(f'augment {augment!r} is for {"in-memory" if augment == "cifar" else "streamed"} data; '
-                    f'{name} takes {"random_resized_crop" if streamed else "cifar"} or none')
+  if augment == 'random_resized_crop' and not (streamed and train.crop):
+    raise DataError(f'augment random_resized_crop crops from the original images of an imagenet_folder; '
+                    f'{name} takes cifar or none')
   return Dataset(name=name, train=train, test=test, num_classes=loaded.num_classes,
                  class_names=loaded.class_names, mean=mean, std=std, augment=augment)
 
@@ -372,7 +384,7 @@ _REGISTRY = {
     'digits': Source(_load_digits, augment='none', image_shape=(8, 8, 1), num_classes=10,
                      class_names=tuple(str(d) for d in range(10)), train_size=1797 - DIGITS_TEST_SIZE),
     'npz': Source(_load_npz, peek=_peek_npz),
-    'image_folder': Source(_load_image_folder, peek=_peek_image_folder),
+    'image_folder': Source(_load_image_folder, peek=_peek_image_folder, streamer=stream.load_folder),
     'imagenet_folder': Source(stream.load_folder, (stream.IMAGENET_MEAN, stream.IMAGENET_STD),
                               'random_resized_crop', peek=stream.peek_folder),
 }

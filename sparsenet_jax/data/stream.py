@@ -25,6 +25,10 @@ replaced by the next readable file of the split (deterministic, so resume stays 
 masked out; the batches carry the index of every file that failed, and `Batches` warns with a count and a few
 names. CMYK, grayscale and palette images are converted to RGB, and a PNG named `.JPEG` is decoded as a PNG.
 Zero-byte files are dropped when listing.
+
+An `image_folder` (ROOT/train, ROOT/test, images of one size) whose decoded training set is larger than
+`config.max_device_dataset_bytes` is streamed the same way, its images used as decoded (`Files.crop` False: one
+of another size counts as unreadable) and its statistics estimated from a fixed sample (`sample`).
 """
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ CROP_ASPECT = (3 / 4, 4 / 3)   # and width / height, drawn log-uniformly
 CROP_ATTEMPTS = 10             # draws before falling back to a centre crop
 EVAL_RESIZE = 256 / 224        # the short side before the centre crop, relative to the crop
 NAMES_SHOWN = 3                # unreadable files named in a warning
+STATS_SAMPLE = 1000            # images decoded to estimate a streamed image_folder's statistics
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -64,15 +69,12 @@ class Files:
   names: np.ndarray   # bytes, the file name inside its class folder
   labels: np.ndarray  # int32
   sizes: np.ndarray   # int64, bytes on disk
-  image_size: int     # the crop every image is turned into
+  image_shape: Tuple[int, int, int]  # (H, W, 3) of the images a step receives
+  crop: bool          # True: every image is cropped to image_shape (imagenet_folder); False: must have it
   num_workers: int    # Grain worker processes decoding this split
 
   def __len__(self) -> int:
     return len(self.labels)
-
-  @property
-  def image_shape(self) -> Tuple[int, int, int]:
-    return (self.image_size, self.image_size, 3)
 
   def path(self, i: int) -> str:
     return os.path.join(self.root, self.classes[self.labels[i]], self.names[i].decode())
@@ -81,7 +83,7 @@ class Files:
     """Adds what the split is to hashlib object `h`: its class folders, file names, labels and byte sizes
     (a file rewritten with the same size is not noticed; decoding every image to find out is what a
     streamed dataset avoids)."""
-    h.update(repr((self.classes, self.image_size)).encode())
+    h.update(repr((self.classes, tuple(self.image_shape), self.crop)).encode())
     for a in (self.names, self.labels, self.sizes):
       h.update(f'{a.dtype.str}{a.shape}'.encode())
       h.update(np.ascontiguousarray(a).tobytes())
@@ -98,7 +100,8 @@ def class_dirs(split_dir: str) -> list:
   return classes
 
 
-def scan(split_dir: str, classes: Optional[Sequence[str]], image_size: int, num_workers: int) -> Tuple[Files, list]:
+def scan(split_dir: str, classes: Optional[Sequence[str]], image_shape: Tuple[int, int, int], crop: bool,
+         num_workers: int) -> Tuple[Files, list]:
   """(the split's files, the zero-byte files left out); `classes` None: the split's own class folders (train),
   else those of train, which every class folder of this split must be one of. DataError: no such folder,
   a class folder without images, or a class train lacks."""
@@ -129,7 +132,7 @@ def scan(split_dir: str, classes: Optional[Sequence[str]], image_size: int, num_
   if not names:
     raise DataError(f'no non-empty image files under {split_dir}')
   return Files(split_dir, tuple(classes), np.array(names), np.array(labels, np.int32), np.array(sizes, np.int64),
-               image_size, num_workers), empty
+               tuple(image_shape), crop, num_workers), empty
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -163,7 +166,7 @@ class _Source:
     for offset in range(len(self.files) if self.replace else 1):
       j = (i + offset) % len(self.files)
       pixels = decode(self.files.path(j))
-      if pixels is not None:
+      if pixels is not None and (self.files.crop or pixels.shape == self.files.image_shape):
         return {'image': pixels, 'label': self.files.labels[j], 'index': np.int32(i),
                 'bad': np.int32(-1 if offset == 0 else i)}
     if self.replace:
@@ -191,8 +194,10 @@ def crop_box(height: int, width: int, rng: np.random.Generator) -> Tuple[int, in
 
 
 def train_transform(element, rng: np.random.Generator, size: int, augment: str):
-  """Random-resized crop to size x size and a random flip ('random_resized_crop'), or the evaluation crop
-  (any other augment: the step on the accelerator applies it)."""
+  """Random-resized crop to size x size and a random flip ('random_resized_crop'); 'as decoded': the image
+  unchanged (a folder of one size); else the evaluation crop (the step on the accelerator augments)."""
+  if augment == 'as decoded':
+    return element
   if augment != 'random_resized_crop':
     return eval_transform(element, size)
   pixels = element['image']
@@ -235,7 +240,8 @@ def train_dataset(files: Files, seed: int, batch_size: int, steps_per_epoch: int
   'image' (uint8, local batch x size x size x 3), 'label' and 'bad' (see the module's docstring)."""
   n, local = len(files), _local(batch_size, processes)
   examples = (grain.MapDataset.source(_Source(files, replace=True)).seed(seed)
-              .random_map(functools.partial(train_transform, size=files.image_size, augment=augment))
+              .random_map(functools.partial(train_transform, size=files.image_shape[0],
+                                            augment=augment if files.crop else 'as decoded'))
               .shuffle()  # reshuffled per epoch: it reads index e * n + i as epoch e's i-th example
               .repeat())
   used = steps_per_epoch * batch_size  # the epoch's last partial batch is dropped
@@ -252,9 +258,10 @@ def eval_dataset(files: Files, batch_size: int, process: int = 0, processes: int
   padding = -n % batch_size
   if padding:
     examples = grain.MapDataset.concatenate([examples, examples[:1].repeat(padding)])
-  return (examples.map_with_index(functools.partial(_with_mask, count=n))
-          .map(functools.partial(eval_transform, size=files.image_size))
-          .batch(local)[process::processes])
+  examples = examples.map_with_index(functools.partial(_with_mask, count=n))
+  if files.crop:
+    examples = examples.map(functools.partial(eval_transform, size=files.image_shape[0]))
+  return examples.batch(local)[process::processes]
 
 
 def iterate(dataset: grain.MapDataset, num_workers: int) -> grain.IterDataset:
@@ -295,13 +302,16 @@ def _folder_fields(cfg) -> Tuple[str, int, int]:
   return root, size, workers
 
 
-def load_folder(cfg, need_test: bool):
-  """base.Loaded with `Files` for train and val; zero-byte files are left out with a counted warning."""
+def load_folder(cfg, need_test: bool, fixed_shape: Optional[Tuple[int, int, int]] = None):
+  """base.Loaded with `Files`: ROOT/train and ROOT/val cropped to dataset.image_size (imagenet_folder), or with
+  `fixed_shape` ROOT/train and ROOT/test used as decoded, every image of that shape (an image_folder too large
+  to decode up front). Zero-byte files are left out with a counted warning."""
   root, size, workers = _folder_fields(cfg)
-  train, empty = scan(os.path.join(root, 'train'), None, size, workers)
+  shape, crop, test_split = ((size, size, 3), True, 'val') if fixed_shape is None else (fixed_shape, False, 'test')
+  train, empty = scan(os.path.join(root, 'train'), None, shape, crop, workers)
   test = None
   if need_test:
-    test, more = scan(os.path.join(root, 'val'), train.classes, size, workers)
+    test, more = scan(os.path.join(root, test_split), train.classes, shape, crop, workers)
     empty += more
   if empty:
     logging.warning('left out %d empty (zero-byte) files under %s, e.g. %s', len(empty), root,
@@ -309,8 +319,20 @@ def load_folder(cfg, need_test: bool):
   return Loaded(train=train, test=test, num_classes=len(train.classes), class_names=train.classes)
 
 
+def sample(files: Files, count: int = STATS_SAMPLE) -> np.ndarray:
+  """Up to `count` images of the split, a fixed draw, decoded (those that read and have the split's shape):
+  the training set's statistics, estimated without decoding all of it."""
+  draw = np.sort(np.random.default_rng(0).permutation(len(files))[:count])
+  images = [pixels for pixels in (decode(files.path(i)) for i in draw)
+            if pixels is not None and pixels.shape == tuple(files.image_shape)]
+  if not images:
+    raise DataError(f'no readable {files.image_shape[1]}x{files.image_shape[0]} image among {len(draw)} drawn '
+                    f'from {files.root}')
+  return np.stack(images)
+
+
 def peek_folder(cfg):
   """(image shape, classes, class names, training examples) from the training split's listing."""
   root, size, workers = _folder_fields(cfg)
-  train, _ = scan(os.path.join(root, 'train'), None, size, workers)
+  train, _ = scan(os.path.join(root, 'train'), None, (size, size, 3), True, workers)
   return train.image_shape, len(train.classes), train.classes, len(train)

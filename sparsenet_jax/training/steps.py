@@ -199,8 +199,11 @@ def train_batches(split, mesh, seed: int, steps_per_epoch: int, batch_size: int,
 def feed_summary(split, max_bytes: int) -> str:
   """How the training examples reach the step, for the log: the choice is made from the data's size."""
   if isinstance(split, stream.Files):
+    decoded = len(split) * int(np.prod(split.image_shape))
     return (f'{len(split):,} training images streamed from {split.root} by Grain, {split.num_workers} worker '
-            'processes per host decoding and cropping each batch')
+            'processes per host decoding ' + ('and cropping each batch' if split.crop else
+                                              f'each batch ({decoded / 2**20:,.1f} MiB decoded > {max_bytes:,} '
+                                              'bytes, max_device_dataset_bytes)'))
   where = ('held in device memory' if jax.process_count() == 1 and split.images.nbytes <= max_bytes
            else 'held in host memory, each batch copied to the devices')
   return f'{len(split):,} training images ({split.images.nbytes / 2**20:,.1f} MiB) {where}'

@@ -123,7 +123,7 @@ def _nothing_recorded(workdir: str, created: bool) -> bool:
 def _train(config, workdir: str, changes) -> Dict[str, Any]:
   check_workdir(workdir)
   # Config and data.
-  data = datasets.load(config.dataset)
+  data = datasets.load(config.dataset, config.max_device_dataset_bytes)
   image_shape = data.image_shape
   mesh = steps.make_mesh()
   if config.batch_size % mesh.size:
@@ -280,7 +280,7 @@ def evaluate(config, workdir: str, show=None) -> Dict[str, Any]:
   described = record.Description.from_json(meta)
   model = network.make(model.spec.replace(dtype=PRECISIONS[config.precision]))  # dtype is runtime
   num_classes = model.spec.num_classes
-  data = datasets.load(config.dataset)
+  data = datasets.load(config.dataset, config.max_device_dataset_bytes)
   if data.test.labels.size and int(data.test.labels.max()) >= num_classes:
     raise datasets.DataError(f'test labels go up to {int(data.test.labels.max())} but the model in {workdir} '
                              f'has {num_classes} classes')
