@@ -66,7 +66,7 @@ flags.DEFINE_enum('precision', 'fp32', list(PRECISIONS), 'Compute precision; '
 flags.DEFINE_bool('remat', False, 'Recompute every layer in the backward pass.')
 flags.DEFINE_bool('scan', False, 'Run the capped layers of each block as one scan.')
 flags.DEFINE_enum('augment', 'cifar', list(datasets.AUGMENTATIONS), "Train-step augmentation ('cifar': pad-4 crop, "
-                  'flip).')
+                  "flip; 'random_resized_crop' happens in Grain's workers, so the step only normalises).")
 flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
 flags.DEFINE_integer('image_size', 32, 'Input height and width.')
 cli.define_compilation_cache(' Used only with --nocold_compile.')

@@ -13,13 +13,13 @@ from sparsenet_jax import cli
 from sparsenet_jax import errors
 
 SCRIPTS = ['main.py', 'summary.py', 'bench.py', 'sweep.py', 'report.py', 'predict.py', 'export.py',
-           'prepare_data.py']
+           'prepare_data.py', 'bench_stream.py']
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_help_exits_0(script, faults, tmp_path):
   r = faults.check(Case('help', script, ['--help'], 0, process=True), tmp_path)  # absl's own exit is 1
-  assert any(f in r['stdout'] for f in ('--workdir', '--model', '--dataset'))
+  assert any(f in r['stdout'] for f in ('--workdir', '--model', '--dataset', '--root'))
   assert 'error' not in r['stderr']
   assert ('--compilation_cache:' in r['stdout']) == (script in ('main.py', 'bench.py'))  # one name, shared
 

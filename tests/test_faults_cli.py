@@ -76,6 +76,10 @@ ROWS = [
     ('export.py', ['stray', w, '--out=x.npz'], 2),
     ('export.py', [w], 2),  # --out missing
     ('export.py', ['--workdir={tmp}/no_such_run', '--out={tmp}/x.npz'], 3),
+    ('bench_stream.py', [], 2),  # --root missing
+    ('bench_stream.py', ['--root={tmp}/no_such_dir'], 2),
+    ('bench_stream.py', ['--root={tmp}', '--workers=-1'], 2),
+    ('bench_stream.py', ['--root={tmp}', '--batch_size=0'], 2),
     ('prepare_data.py', [], 2),  # --dataset missing
     ('prepare_data.py', ['--dataset=imagenet'], 2),
     ('prepare_data.py', ['stray', '--dataset=cifar10'], 2),

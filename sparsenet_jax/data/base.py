@@ -8,8 +8,11 @@ import numpy as np
 
 from sparsenet_jax.errors import DataError  # noqa: F401 (the data sources import it from here)
 
-# The augmentations `augment.preprocess` knows: 'cifar' (pad 4, random crop, flip) and 'none'.
-AUGMENTATIONS = ('cifar', 'none')
+# The augmentations a run can ask for: 'cifar' (pad 4, random crop, flip: `augment.preprocess`, on the
+# accelerator), 'random_resized_crop' (Inception's crop and a flip: `stream`, in the Grain workers; streamed
+# folders only) and 'none'.
+AUGMENTATIONS = ('cifar', 'random_resized_crop', 'none')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')  # what an image folder's files end with, in any case
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +22,17 @@ class Split:
 
   def __len__(self) -> int:
     return len(self.labels)
+
+  @property
+  def image_shape(self) -> tuple:
+    return tuple(self.images.shape[1:])
+
+  def digest(self, h) -> None:
+    """Adds the split's pixels and labels to hashlib object `h`."""
+    for a in (self.images, self.labels):
+      a = np.ascontiguousarray(a)
+      h.update(f'{a.dtype.str}{a.shape}'.encode())
+      h.update(memoryview(a).cast('B'))
 
 
 class Loaded(NamedTuple):

@@ -17,6 +17,8 @@ Sources (the registry `_REGISTRY` at the end of this file: a new dataset is one 
 - `digits`: scikit-learn's bundled 8x8 digits, real data with no download.
 - `npz`: arrays `image` (uint8, N x H x W x C) and `label` (int) per split.
 - `image_folder`: `root/<split>/<class>/*.png|jpg|jpeg`, classes sorted by name.
+- `imagenet_folder`: `root/train/<class>/*.JPEG` and `root/val/...`, listed here and streamed by Grain in
+  training (`stream`): its splits are `stream.Files`, not arrays (`Dataset.streamed`).
 """
 from __future__ import annotations
 
@@ -32,11 +34,10 @@ import numpy as np
 from PIL import Image
 
 from sparsenet_jax.data import cifar_svhn
-from sparsenet_jax.data.base import AUGMENTATIONS, DataError, Loaded, Split
+from sparsenet_jax.data import stream
+from sparsenet_jax.data.base import AUGMENTATIONS, IMAGE_EXTENSIONS, DataError, Loaded, Split
 
 __all__ = ['AUGMENTATIONS', 'DataError', 'Dataset', 'Facts', 'SOURCES', 'Split', 'facts', 'load']
-
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 
 # Fixed, unlike the run seed, so every run of a sweep validates on the same held-out images.
 VALIDATION_SEED = 20180414
@@ -60,7 +61,7 @@ class Facts(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   name: str
-  train: Split
+  train: Split  # or stream.Files (a streamed folder): the same len, image_shape, labels and digest
   test: Split  # the test split, or the validation split carved from train when validation_size > 0
   num_classes: int
   class_names: Optional[Tuple[str, ...]]
@@ -70,18 +71,26 @@ class Dataset:
 
   @functools.cached_property
   def fingerprint(self) -> str:
-    """A digest of the content trained and evaluated on (pixels and labels of both splits): the same
-    data read from another place has the same fingerprint."""
+    """A digest of the content trained and evaluated on (pixels and labels of both splits; a streamed
+    folder's file names, sizes and labels, `stream.Files.digest`): the same data read from another place has
+    the same fingerprint."""
     h = hashlib.sha256()
     for split in (self.train, self.test):
-      for a in (split.images, split.labels):
-        a = np.ascontiguousarray(a)
-        h.update(f'{a.dtype.str}{a.shape}'.encode())
-        h.update(memoryview(a).cast('B'))
+      split.digest(h)
     return h.hexdigest()[:16]
 
+  @property
+  def image_shape(self) -> Tuple[int, ...]:
+    """(H, W, C) of the images a step receives."""
+    return tuple(self.train.image_shape)
+
+  @property
+  def streamed(self) -> bool:
+    """Read from files batch by batch (Grain) rather than held as arrays."""
+    return isinstance(self.train, stream.Files)
+
   def facts(self) -> Facts:
-    return Facts(self.name, tuple(self.train.images.shape[1:]), self.num_classes, self.class_names,
+    return Facts(self.name, self.image_shape, self.num_classes, self.class_names,
                  self.mean, self.std, self.augment, len(self.train))
 
 
@@ -96,6 +105,9 @@ class Source(NamedTuple):
   train_size: Optional[int] = None
   peek: Optional[Callable[[Any], Tuple[Tuple[int, ...], int, Optional[Tuple[str, ...]], int]]] = None
   # peek(config.dataset) -> (image shape, classes, class names, training examples), without decoding
+  streamer: Optional[Callable[[Any, bool, Tuple[int, ...]], Loaded]] = None
+  # (config.dataset, need_test, image shape) -> Loaded of stream.Files: used instead of `loader` when the
+  # decoded training set would be larger than `load`'s max_bytes
 
 
 def _default_augment(image_shape: Optional[Tuple[int, ...]]) -> str:
@@ -120,8 +132,11 @@ def facts(cfg) -> Facts:
   return Facts(name, shape, classes, names, mean, std, augment, size)
 
 
-def load(cfg) -> Dataset:
+def load(cfg, max_bytes: Optional[int] = None) -> Dataset:
   """The dataset `cfg` names, with its test (or validation) split, statistics and augmentation.
+
+  A source that can also be streamed (an image folder) is, when its decoded training set is larger than
+  `max_bytes` (training passes config.max_device_dataset_bytes): it is listed, and Grain decodes its batches.
 
   `cfg` has `name`, `data_dir`, `download`, `mirror`, `train_path`, `test_path`, `root`, `validation_size`
   and `augment` (None = the dataset's default); `npz` also reads an optional `num_classes`.
@@ -137,13 +152,25 @@ def load(cfg) -> Dataset:
     raise DataError(f'validation_size must be >= 0, got {validation_size}')
 
   source = _REGISTRY[name]
-  loaded = source.loader(cfg, validation_size == 0)
+  loader = source.loader
+  if source.streamer is not None and max_bytes is not None:
+    shape, _, _, count = source.peek(cfg)
+    if count * int(np.prod(shape)) > max_bytes:
+      loader = functools.partial(source.streamer, fixed_shape=tuple(shape))
+  loaded = loader(cfg, validation_size == 0)
   train, test = loaded.train, loaded.test
+  streamed = isinstance(train, stream.Files)
+  if validation_size and streamed:
+    raise DataError(f'dataset.validation_size is not supported when {name} is streamed: it evaluates on its '
+                    'own split (ROOT/val or ROOT/test)')
   if validation_size:
     train, test = _carve_validation(train, validation_size)
-  mean, std = source.stats or _channel_stats(train.images)
+  mean, std = source.stats or _channel_stats(stream.sample(train) if streamed else train.images)
   if augment is None:
-    augment = source.augment or _default_augment(train.images.shape[1:])
+    augment = source.augment or _default_augment(train.image_shape)
+  if augment == 'random_resized_crop' and not (streamed and train.crop):
+    raise DataError(f'augment random_resized_crop crops from the original images of an imagenet_folder; '
+                    f'{name} takes cifar or none')
   return Dataset(name=name, train=train, test=test, num_classes=loaded.num_classes,
                  class_names=loaded.class_names, mean=mean, std=std, augment=augment)
 
@@ -277,7 +304,7 @@ def _load_image_folder(cfg, need_test: bool) -> Loaded:
   root = getattr(cfg, 'root', None)
   if not root or not os.path.isdir(root):
     raise DataError(f'image folder not found: {root} (expected ROOT/train/<class>/*.png|jpg)')
-  classes = _class_dirs(os.path.join(root, 'train'))
+  classes = stream.class_dirs(os.path.join(root, 'train'))
   skipped = []
   train = _read_folder(os.path.join(root, 'train'), classes, None, skipped)
   test = None
@@ -286,7 +313,7 @@ def _load_image_folder(cfg, need_test: bool) -> Loaded:
     if not os.path.isdir(test_dir):
       raise DataError(f'split directory not found: {test_dir}; add it, or set dataset.validation_size > 0 '
                       'to hold out part of train instead')
-    unknown = sorted(set(_class_dirs(test_dir)) - set(classes))
+    unknown = sorted(set(stream.class_dirs(test_dir)) - set(classes))
     if unknown:
       raise DataError(f'{test_dir} has class(es) {", ".join(unknown)} that {root}/train lacks')
     test = _read_folder(test_dir, classes, train.images.shape[1:], skipped)
@@ -301,7 +328,7 @@ def _peek_image_folder(cfg):
   if not root or not os.path.isdir(root):
     raise DataError(f'image folder not found: {root} (expected ROOT/train/<class>/*.png|jpg)')
   train = os.path.join(root, 'train')
-  classes = _class_dirs(train)
+  classes = stream.class_dirs(train)
   files = [os.path.join(train, c, f) for c in classes for f in sorted(os.listdir(os.path.join(train, c)))
            if f.lower().endswith(IMAGE_EXTENSIONS)]
   if not files:
@@ -312,16 +339,6 @@ def _peek_image_folder(cfg):
   except (OSError, ValueError) as e:
     raise DataError(f'cannot read {files[0]} as an image: {" ".join(str(e).split())}') from e
   return (height, width, 3), len(classes), tuple(classes), len(files)
-
-
-def _class_dirs(split_dir: str) -> list:
-  if not os.path.isdir(split_dir):
-    raise DataError(f'split directory not found: {split_dir} (expected one folder per class inside)')
-  classes = sorted(d for d in os.listdir(split_dir)
-                   if not d.startswith('.') and os.path.isdir(os.path.join(split_dir, d)))
-  if not classes:
-    raise DataError(f'no class folders in {split_dir}')
-  return classes
 
 
 def _read_folder(split_dir: str, classes: Sequence[str], shape: Optional[tuple], skipped: list) -> Split:
@@ -367,6 +384,8 @@ _REGISTRY = {
     'digits': Source(_load_digits, augment='none', image_shape=(8, 8, 1), num_classes=10,
                      class_names=tuple(str(d) for d in range(10)), train_size=1797 - DIGITS_TEST_SIZE),
     'npz': Source(_load_npz, peek=_peek_npz),
-    'image_folder': Source(_load_image_folder, peek=_peek_image_folder),
+    'image_folder': Source(_load_image_folder, peek=_peek_image_folder, streamer=stream.load_folder),
+    'imagenet_folder': Source(stream.load_folder, (stream.IMAGENET_MEAN, stream.IMAGENET_STD),
+                              'random_resized_crop', peek=stream.peek_folder),
 }
 SOURCES = tuple(_REGISTRY)

@@ -40,7 +40,7 @@ STARTS = 'starts.jsonl'
 # where the data is read from (its content is checked by fingerprint instead).
 LAYOUT = tuple(f'model.{f}' for f in spec_lib.FIELDS if spec_lib.KIND[f] == spec_lib.LAYOUT)
 CADENCE = ('log_every_steps', 'eval_every_epochs', 'checkpoint_every_epochs', 'keep_checkpoints',
-           'eval_batch_size', 'max_device_dataset_bytes')
+           'eval_batch_size', 'max_device_dataset_bytes', 'dataset.num_workers')
 DATA_LOCATION = ('dataset.data_dir', 'dataset.download', 'dataset.mirror', 'dataset.train_path',
                  'dataset.test_path', 'dataset.root')
 NEUTRAL = LAYOUT + CADENCE + DATA_LOCATION

@@ -8,9 +8,11 @@ Parameters are ordinary replicated global arrays. `launch/bench.py` times exactl
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict
+from typing import Any, Dict, Iterator, Sequence
 
+from absl import logging
 import flax
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +23,7 @@ from jax.sharding import PartitionSpec as P
 from sparsenet_jax.data import augment
 from sparsenet_jax.data import datasets
 from sparsenet_jax.data import input_pipeline
+from sparsenet_jax.data import stream
 from sparsenet_jax.model import layout
 from sparsenet_jax.model import network
 
@@ -178,17 +181,82 @@ class Feeder:
     return tuple(jax.make_array_from_process_local_data(self.sharding, a) for a in arrays)
 
 
+def train_batches(split, mesh, seed: int, steps_per_epoch: int, batch_size: int, start_step: int,
+                  total_steps: int, augment: str, max_bytes: int) -> Iterator[tuple]:
+  """Global (images, labels) of steps start_step, start_step + 1, ... < total_steps: gathered from the arrays
+  (`Feeder`), or, for a streamed folder (`stream.Files`), decoded and cropped by Grain's workers. Either way
+  batch s depends on (seed, s) only, so a resume continues with the batch the interrupted run would have used."""
+  if isinstance(split, stream.Files):
+    dataset = stream.train_dataset(split, seed, batch_size, steps_per_epoch, total_steps, augment,
+                                   jax.process_index(), jax.process_count())
+    yield from _streamed(dataset[start_step:], split, mesh, ('image', 'label'))
+    return
+  feeder = Feeder(split, mesh, max_bytes)
+  for step in range(start_step, total_steps):
+    yield feeder.batch(input_pipeline.train_batch_indices(seed, step, steps_per_epoch, batch_size, len(split)))
+
+
+def feed_summary(split, max_bytes: int) -> str:
+  """How the training examples reach the step, for the log: the choice is made from the data's size."""
+  if isinstance(split, stream.Files):
+    decoded = len(split) * int(np.prod(split.image_shape))
+    return (f'{len(split):,} training images streamed from {split.root} by Grain, {split.num_workers} worker '
+            'processes per host decoding ' + ('and cropping each batch' if split.crop else
+                                              f'each batch ({decoded / 2**20:,.1f} MiB decoded > {max_bytes:,} '
+                                              'bytes, max_device_dataset_bytes)'))
+  where = ('held in device memory' if jax.process_count() == 1 and split.images.nbytes <= max_bytes
+           else 'held in host memory, each batch copied to the devices')
+  return f'{len(split):,} training images ({split.images.nbytes / 2**20:,.1f} MiB) {where}'
+
+
+def _streamed(dataset, split: stream.Files, mesh, keys: Sequence[str]) -> Iterator[tuple]:
+  """The global arrays `keys` of each element of `dataset` (this process's parts of global batches), two
+  batches ahead on the devices; warns when a batch holds an unreadable file not seen before."""
+  sharding = NamedSharding(mesh, P('data'))
+
+  def put(batch):  # copied out of the workers' shared memory, which is released as soon as it is dropped
+    return tuple(jax.make_array_from_process_local_data(sharding, np.array(batch[k])) for k in keys), batch['bad']
+
+  ahead = grain.experimental.ThreadPrefetchIterDataset(stream.iterate(dataset, split.num_workers).map(put),
+                                                       prefetch_buffer_size=2)
+  iterator, unreadable = iter(ahead), {}
+  try:
+    for arrays, bad in iterator:
+      new = sorted(set(int(i) for i in bad[bad >= 0]) - set(unreadable))
+      if new:
+        unreadable.update((i, split.path(i)) for i in new)
+        logging.warning('%d unreadable file(s) under %s so far (training: each replaced by the next readable '
+                        'file; evaluation: not counted), e.g. %s', len(unreadable), split.root,
+                        ', '.join(list(unreadable.values())[:stream.NAMES_SHOWN]))
+      yield arrays
+  finally:
+    iterator.close()
+
+
 def evaluate_split(eval_step, variables, split: datasets.Split, mesh, batch_size: int) -> Dict[str, float]:
-  """Every example counted exactly once: the last batch is padded and masked."""
-  feeder = Feeder(split, mesh, max_bytes=0)
-  sums = []  # kept on the device until the end: no host sync per batch
+  """Every example counted exactly once: the last batch is padded and masked (a streamed folder's unreadable
+  files are masked too, and not counted)."""
+  sums, counts = [], []  # kept on the device until the end: no host sync per batch
   n = len(split.labels)
-  for idx, mask in input_pipeline.eval_batches(n, batch_size):
-    images, labels, mask = feeder.batch(idx, mask)
-    sums.append(eval_step(variables, images, labels, mask))
-  sums = jax.device_get(sums)
+  if isinstance(split, stream.Files):
+    dataset = stream.eval_dataset(split, batch_size, jax.process_index(), jax.process_count())
+    for images, labels, mask in _streamed(dataset, split, mesh, ('image', 'label', 'mask')):
+      sums.append(eval_step(variables, images, labels, mask))
+      counts.append(_count(mask))
+  else:
+    feeder = Feeder(split, mesh, max_bytes=0)
+    for idx, mask in input_pipeline.eval_batches(n, batch_size):
+      images, labels, mask = feeder.batch(idx, mask)
+      sums.append(eval_step(variables, images, labels, mask))
+  sums, counts = jax.device_get((sums, counts))
+  n = int(sum(int(c) for c in counts)) if counts else n
   loss_sum = float(sum(float(s) for s, _ in sums))
   correct = int(sum(int(c) for _, c in sums))
   accuracy = correct / n
   return {'eval_loss': loss_sum / n, 'eval_accuracy': accuracy, 'eval_error': 1.0 - accuracy,
           'num_examples': n}
+
+
+@jax.jit
+def _count(mask: jax.Array) -> jax.Array:
+  return jnp.sum(mask, dtype=jnp.int32)

@@ -8,6 +8,7 @@ to run.json and into every checkpoint), `optimizer.from_config` and `steps` (the
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,6 @@ from jax.experimental import multihost_utils
 import numpy as np
 
 from sparsenet_jax.data import datasets
-from sparsenet_jax.data import input_pipeline
 from sparsenet_jax.errors import NonFiniteLossError, PreemptedError, WorkdirError
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
@@ -123,8 +123,8 @@ def _nothing_recorded(workdir: str, created: bool) -> bool:
 def _train(config, workdir: str, changes) -> Dict[str, Any]:
   check_workdir(workdir)
   # Config and data.
-  data = datasets.load(config.dataset)
-  image_shape = data.train.images.shape[1:]
+  data = datasets.load(config.dataset, config.max_device_dataset_bytes)
+  image_shape = data.image_shape
   mesh = steps.make_mesh()
   if config.batch_size % mesh.size:
     raise config_validation.ConfigError(f'config.batch_size={config.batch_size} is not divisible by the '
@@ -170,12 +170,14 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
     record.append_start(workdir, start_step, changes)
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(total_steps, start_step)
+  progress.message(f'data: {data.name}, {steps.feed_summary(data.train, config.max_device_dataset_bytes)}')
   if start_step:
     progress.message(f'resumed from step {start_step} in {workdir}')
 
   train_step = steps.make_train_step(model, tx, schedule, mesh, data.mean, data.std, data.augment)
   eval_step = steps.make_eval_step(network.make(spec.replace(axis_name=None)), mesh, data.mean, data.std)
-  feeder = steps.Feeder(data.train, mesh, config.max_device_dataset_bytes)
+  batches = steps.train_batches(data.train, mesh, config.seed, steps_per_epoch, config.batch_size, start_step,
+                                total_steps, data.augment, config.max_device_dataset_bytes)
 
   def save(step):
     # The step is the data position (batch order is a function of seed and epoch); spelled out for people.
@@ -219,11 +221,9 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
     window, window_start, untimed = [], time.time(), 0
 
   step = start_step
-  with _StopSignal() as stop:
+  with _StopSignal() as stop, contextlib.closing(batches):
     while step < total_steps:
-      idx = input_pipeline.train_batch_indices(config.seed, step, steps_per_epoch, config.batch_size,
-                                               len(data.train.labels))
-      images, labels = feeder.batch(idx)
+      images, labels = next(batches)
       if step == start_step:
         progress.message('compiling the train step ...', end='')
         compile_start = time.time()
@@ -280,12 +280,12 @@ def evaluate(config, workdir: str, show=None) -> Dict[str, Any]:
   described = record.Description.from_json(meta)
   model = network.make(model.spec.replace(dtype=PRECISIONS[config.precision]))  # dtype is runtime
   num_classes = model.spec.num_classes
-  data = datasets.load(config.dataset)
+  data = datasets.load(config.dataset, config.max_device_dataset_bytes)
   if data.test.labels.size and int(data.test.labels.max()) >= num_classes:
     raise datasets.DataError(f'test labels go up to {int(data.test.labels.max())} but the model in {workdir} '
                              f'has {num_classes} classes')
-  if list(data.test.images.shape[1:]) != list(described.image_shape):
-    raise datasets.DataError(f'the test images are {list(data.test.images.shape[1:])} but the model in '
+  if list(data.test.image_shape) != list(described.image_shape):
+    raise datasets.DataError(f'the test images are {list(data.test.image_shape)} but the model in '
                              f'{workdir} was trained on {described.image_shape}')
   variables = jax.device_put(variables, steps.replicated(mesh))
   eval_batch = config.eval_batch_size - config.eval_batch_size % mesh.size or mesh.size
