@@ -168,7 +168,7 @@ def _check_config(argv: Sequence[str], name: str, check: Optional[Callable[[Any,
     raise errors.ConfigError(f'config file {path} not found')
   try:
     config = FLAGS[name].parser.parse(spec)
-    config.keys()  # config_flags defers an IOError to the first access
+    hasattr(config, 'keys')  # config_flags defers an IOError to the first access (its config's attributes)
   except Exception as e:  # whatever the config file raises
     if isinstance(e, AttributeError) and "has no attribute 'get_config'" in str(e):  # config_flags' call
       raise errors.ConfigError(f'config file {path} defines no get_config(), the function that returns '
