@@ -106,8 +106,6 @@ def check_flags(num_devices):
   for name in ('model', 'blocks'):
     cli.require(name not in given or not FLAGS.sweep_depth, f'--{name} does not apply with --sweep_depth '
                 '(it runs every --sweep_models at 3 blocks of each depth)')
-  cli.require('compilation_cache' not in given or not FLAGS.cold_compile,
-              '--compilation_cache applies only with --nocold_compile')
   cli.require('augment' not in given or 'train' in FLAGS.mode, '--augment applies only to the train step '
               '(--mode=train)')
   if FLAGS.batch_size % num_devices:

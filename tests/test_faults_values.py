@@ -184,7 +184,6 @@ ROWS = [
     ('bench.py', ['--sweep_models=densenet_40'], 2, r'--sweep_models applies only with --sweep_depth'),
     ('bench.py', ['--sweep_depth=2', '--model=densenet_40'], 2, r'--model does not apply with --sweep_depth'),
     ('bench.py', ['--sweep_depth=2', '--blocks=2,2'], 2, r'--blocks does not apply with --sweep_depth'),
-    ('bench.py', ['--compilation_cache={tmp}/c'], 2, r'--compilation_cache applies only with --nocold_compile'),
     ('bench.py', ['--mode=eval', '--augment=none'], 2, r'--augment applies only to the train step'),
     ('bench.py', ['--model=densenet_40', '--image_size=2', '--steps=0'], 2,
      r'--image_size=2 for densenet_40: 2x2 images are too small .* at least 4x4'),
@@ -260,3 +259,16 @@ def test_the_table_is_fast():
     pytest.skip('only with the whole table')
   slow = {name: round(t, 1) for name, t in _TIMES.items() if t > 15}
   assert not slow, slow
+
+
+@pytest.mark.parametrize('path', sorted(p for p in os.listdir(os.path.join(ROOT, 'configs')) if p.endswith('.py')
+                                        and p not in ('__init__.py', 'default.py')))
+def test_every_config_of_the_repository_passes_the_checks(path):
+  """check_file is as strict as the code: every config the repository ships has exactly the fields the
+  code reads, and every value in range."""
+  from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+  from sparsenet_jax.training import config_validation
+  full = os.path.join(ROOT, 'configs', path)
+  config = ConfigFileFlagParser('config').parse(full)
+  config_validation.check_file(config, full)
+  config_validation.validate(config, 1)
