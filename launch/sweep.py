@@ -37,6 +37,8 @@ cli.positive('devices_per_run', 'max_parallel')
 def main(argv):
   """Exit 1 when a run failed (the summary names it)."""
   del argv
+  cli.require(not (FLAGS.slurm and FLAGS.dry_run), '--dry_run lists the runs and --slurm writes their '
+              'array job: give one of them')
   runs = sweeps.select(sweeps.load(sweep_file(FLAGS.sweep)), FLAGS.only)
   sweeps.check_configs(runs, REPO)
   if not FLAGS.dry_run:  # the dry run checks each one as it lists it, beside its model

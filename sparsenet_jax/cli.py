@@ -6,8 +6,8 @@ missing required one is `usage error: ... (see --help)`, a bad value `error: --f
 `config error: ...`, all exit 2 before anything is loaded or compiled. Every failure, from parsing or from
 the work, is then one line on stderr, `label: message`, and an exit code, both from one table (`FAILURES`);
 anything else is a bug and keeps its traceback. Shared flags (`define_compilation_cache`) and argument
-checks (`positive`, `non_negative`, `require`) live here too. `quiet_logs` and `drop_closed_loop_reports`
-keep what only confuses off the terminal.
+checks (`positive`, `non_negative`, `output_file`, `require`) live here too. `quiet_logs` and
+`drop_closed_loop_reports` keep what only confuses off the terminal.
 """
 from __future__ import annotations
 

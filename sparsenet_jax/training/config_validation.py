@@ -20,6 +20,7 @@ import ml_collections
 
 from configs import default
 from sparsenet_jax.data import datasets
+from sparsenet_jax.data import download
 from sparsenet_jax.errors import ConfigError
 from sparsenet_jax.model import presets
 from sparsenet_jax.model.spec import PRECISIONS
@@ -137,6 +138,7 @@ def validate(config, device_count: Optional[int]) -> None:
   if config.dataset.num_classes is not None:
     _integer('dataset.num_classes', config.dataset.num_classes, 1)
   _boolean('dataset.download', config.dataset.download)
+  download.check_mirror(config.dataset.mirror)
   check_optimizer(config)
   check_model(config)
 
