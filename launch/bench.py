@@ -49,6 +49,7 @@ from sparsenet_jax.model import counting
 from sparsenet_jax.model import kernels
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
+from sparsenet_jax.model import spec as spec_lib
 from sparsenet_jax.model.spec import PRECISIONS
 from sparsenet_jax.training import optimizer
 from sparsenet_jax.training import steps
@@ -78,6 +79,7 @@ flags.DEFINE_bool('json', False, 'One JSON object per line instead of text.')
 FLAGS = flags.FLAGS
 cli.positive('blocks', 'batch_size', 'rounds', 'num_classes', 'image_size', 'sweep_depth')
 cli.non_negative('steps')
+cli.output_file('plot')
 
 OPTIONS = {'scan': ('scan', True), 'remat': ('remat', True), 'bf16': ('precision', 'bf16'),
            'xla': ('conv_impl', 'xla'), 'fwdvjp': ('conv_impl', 'forward_vjp'),
@@ -95,7 +97,17 @@ def peak_memory(compiled):
 
 
 def check_flags(num_devices):
-  """What the flag validators cannot check, before any work: a bad value costs one line, not a compile."""
+  """What the flag validators cannot check, before any work: a bad value costs one line, not a compile,
+  and a flag that does not apply to what was asked is refused, not ignored."""
+  given = [name for name in FLAGS if FLAGS[name].present]
+  cli.require(not ('rounds' in given and 'steps' in given), '--rounds replaces --steps: give one of them')
+  for name in ('plot', 'sweep_models'):
+    cli.require(name not in given or FLAGS.sweep_depth, f'--{name} applies only with --sweep_depth')
+  for name in ('model', 'blocks'):
+    cli.require(name not in given or not FLAGS.sweep_depth, f'--{name} does not apply with --sweep_depth '
+                '(it runs every --sweep_models at 3 blocks of each depth)')
+  cli.require('augment' not in given or 'train' in FLAGS.mode, '--augment applies only to the train step '
+              '(--mode=train)')
   if FLAGS.batch_size % num_devices:
     raise ValueError(f'--batch_size={FLAGS.batch_size} is not divisible by the {num_devices} devices')
   if not FLAGS.model and not FLAGS.sweep_depth:
@@ -123,7 +135,12 @@ def parse_model(text, blocks=None):
   config.precision = fields.pop('precision')
   config.model = default.model_config(name, num_classes=FLAGS.num_classes, **fields,
                                       **({'blocks': tuple(blocks)} if blocks else {}))
-  return config, presets.from_config(config)
+  spec = presets.from_config(config)
+  try:
+    spec_lib.check_image_size(spec, (FLAGS.image_size, FLAGS.image_size))
+  except ValueError as e:
+    raise ValueError(f'--image_size={FLAGS.image_size} for {text}: {e}') from None
+  return config, spec
 
 
 def synthetic_batch(mesh, shape):

@@ -19,6 +19,7 @@ flags.DEFINE_string('out', None, 'The file to write (an .npz).')
 flags.DEFINE_bool('overwrite', False, 'Replace --out even if it is not an export of this run.')
 flags.mark_flags_as_required(['workdir', 'out'])
 FLAGS = flags.FLAGS
+cli.output_file('out')
 
 
 def main(argv):
@@ -33,7 +34,7 @@ def main(argv):
 
 def entry():
   """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
-  cli.run(main, input_errors=(OSError,))  # --out in a directory that is not there
+  cli.run(main)
 
 
 if __name__ == '__main__':

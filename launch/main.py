@@ -15,6 +15,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from sparsenet_jax import cli
+from sparsenet_jax.training import config_validation
 
 
 FLAGS = flags.FLAGS
@@ -41,6 +42,21 @@ def _cluster_detected() -> bool:
       os.environ.get('TPU_WORKER_HOSTNAMES', '').count(','))
 
 
+def check_flags() -> None:
+  """Flags that do not go together or do not apply, refused before JAX starts."""
+  cli.require(not (FLAGS.extend and FLAGS.mode == 'eval'), '--extend trains a finished run further; it does '
+              'not apply to --mode=eval')
+  if FLAGS.process_id is not None:
+    cli.require(FLAGS.num_processes is not None, f'--process_id={FLAGS.process_id} needs --num_processes')
+    cli.require(FLAGS.process_id < FLAGS.num_processes, f'--process_id={FLAGS.process_id} must be below '
+                f'--num_processes={FLAGS.num_processes}: the processes are 0 .. {FLAGS.num_processes - 1}')
+  explicit = FLAGS.coordinator_address is not None or (FLAGS.num_processes or 1) > 1
+  cli.require(not explicit or _cluster_detected() or None not in (
+      FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id),
+      'a multi-process run outside SLURM or a TPU pod needs --coordinator_address, --num_processes and '
+      '--process_id together')
+
+
 def initialize_distributed(jax) -> None:
   """JAX's own multi-process runtime: explicit flags, or auto-detection under SLURM / on TPU pods."""
   explicit = FLAGS.coordinator_address is not None or (FLAGS.num_processes or 1) > 1
@@ -56,12 +72,12 @@ def initialize_distributed(jax) -> None:
 
 def main(argv):
   del argv
+  check_flags()
   import jax  # after absl has parsed flags, so XLA_FLAGS set by callers apply
   cli.use_compilation_cache()
   logging.set_verbosity(logging.WARNING)
   initialize_distributed(jax)
 
-  from sparsenet_jax.training import config_validation
   from sparsenet_jax.training import train
 
   config = FLAGS.config
@@ -74,7 +90,7 @@ def main(argv):
 
 def entry():
   """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
-  cli.run(main, config_flag='config')
+  cli.run(main, config_flag='config', check_config=config_validation.check_file)
 
 
 if __name__ == '__main__':

@@ -28,6 +28,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  download.check_mirror(FLAGS.mirror)  # before the data directory is made
   directory = download.data_dir(FLAGS.data_dir)
   prepared = cifar_svhn.prepare(FLAGS.dataset, directory, allow_download=True, mirror=FLAGS.mirror)
   size = download.megabytes(os.path.getsize(prepared.cache))

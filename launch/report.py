@@ -28,7 +28,7 @@ def main(argv):
 
 def entry():
   """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
-  cli.run(main, input_errors=(ValueError, OSError, errors.CheckpointError))
+  cli.run(main, input_errors=(ValueError, errors.CheckpointError))
 
 
 if __name__ == '__main__':

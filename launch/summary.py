@@ -18,6 +18,7 @@ from absl import flags
 from sparsenet_jax import cli
 from sparsenet_jax.model import connectivity
 from sparsenet_jax.model import presets
+from sparsenet_jax.model import spec as spec_lib
 # JAX, Flax and matplotlib load only once the flags are good: a bad flag costs a fraction of a second.
 
 flags.DEFINE_string('model', 'sparsenet_abc_v1', 'A preset name, "all", or "fig3" (the paper\'s Fig. 3 '
@@ -36,6 +37,22 @@ flags.DEFINE_string('draw', None, 'Write the connection pattern of the model to 
 FLAGS = flags.FLAGS
 cli.positive('num_classes', 'blocks', 'growth_rate', 'scan_chunk', 'image_size')
 cli.non_negative('near')
+cli.output_file('draw')
+# What each way of running reads besides --model and --num_classes; a flag given that it does not read is
+# refused rather than ignored.
+READS = {'fig3': (),  # presets.FIG3 fixes blocks, growth_rate and path; the table counts parameters only
+         'scan': ('blocks', 'growth_rate', 'path', 'near', 'connectivity', 'scan', 'scan_chunk'),
+         'table': ('blocks', 'growth_rate', 'path', 'near', 'connectivity', 'image_size', 'json', 'draw')}
+
+
+def check_flags():
+  """Every flag given applies to what was asked, before any model is built."""
+  way = 'fig3' if FLAGS.model == 'fig3' else 'scan' if FLAGS.scan else 'table'
+  for name in set(READS['scan'] + READS['table']) - set(READS[way]):
+    if FLAGS[name].present:
+      why = {'fig3': 'to --model=fig3 (its networks are presets.FIG3; only --num_classes applies)',
+             'scan': 'with --scan (it prints how each block runs, nothing else)', 'table': 'without --scan'}[way]
+      cli.require(False, f'--{name} does not apply {why}')
 
 
 def overrides():
@@ -118,6 +135,7 @@ def row(name, model, o):
 
 def main(argv):
   del argv
+  check_flags()
   o = overrides()
   if FLAGS.model == 'fig3':
     models = [presets.build('densenet_40', **o, **fields) for fields in presets.FIG3.values()]
@@ -127,6 +145,12 @@ def main(argv):
   if FLAGS.model == 'all' and FLAGS.draw:
     raise ValueError('--draw needs one --model, not "all"')
   models = [presets.build(name, **o) for name in names]  # bad input fails before any output
+  if not FLAGS.scan:  # the table counts FLOPs on --image_size images
+    for model in models:
+      try:
+        spec_lib.check_image_size(model.spec, (FLAGS.image_size, FLAGS.image_size))
+      except ValueError as e:
+        raise ValueError(f'--image_size={FLAGS.image_size}: {e}') from None
   for name, model in zip(names, models):
     for line in dead_layer_warnings(name, model):
       print(line, file=sys.stderr)
@@ -157,7 +181,7 @@ def main(argv):
 
 def entry():
   """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
-  cli.run(main, input_errors=(ValueError, OSError))
+  cli.run(main, input_errors=(ValueError,))
 
 
 if __name__ == '__main__':

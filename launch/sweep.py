@@ -37,8 +37,13 @@ cli.positive('devices_per_run', 'max_parallel')
 def main(argv):
   """Exit 1 when a run failed (the summary names it)."""
   del argv
+  cli.require(not (FLAGS.slurm and FLAGS.dry_run), '--dry_run lists the runs and --slurm writes their '
+              'array job: give one of them')
   runs = sweeps.select(sweeps.load(sweep_file(FLAGS.sweep)), FLAGS.only)
   sweeps.check_configs(runs, REPO)
+  if not FLAGS.dry_run:  # the dry run checks each one as it lists it, beside its model
+    for run in runs:
+      checked(run, lambda: sweep_models.checked_config(run.config, REPO, dict(run.overrides)))
   root = os.path.abspath(FLAGS.workdir)
   if os.path.exists(root) and not os.path.isdir(root):
     raise ValueError(f'--workdir={FLAGS.workdir} exists and is not a directory')
@@ -69,18 +74,24 @@ def sweep_file(spec):
 
 
 def dry_run(runs, root):
-  """Every run's command, the parameters of the model it builds and its state; a run whose model does
-  not build stops the listing with exit code 2."""
+  """Every run's command, the parameters of the model it builds and its state; a run whose config is
+  refused or whose model does not build stops the listing with exit code 2."""
   states = [record.status(os.path.join(root, r.name)) for r in runs]
   counts = ', '.join(f'{states.count(s)} {s}' for s in ('done', 'partial', 'new'))
   print(f'# {FLAGS.sweep}: {len(runs)} runs under {root} ({counts}), run from {REPO}')
   for run, state in zip(runs, states):
-    try:
-      params = sweep_models.param_count(run.config, REPO, dict(run.overrides))
-    except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(f'run {run.name} does not build: {e}') from e
+    params = checked(run, lambda: sweep_models.param_count(run.config, REPO, dict(run.overrides)))
     print(f'{shlex.join(sweeps.command(run, os.path.join(root, run.name)))}  # {params:,} params  # {state}',
           flush=True)
+
+
+def checked(run, work):
+  """`work()` for one run; its config's refusal (a value out of range, an override that does not fit,
+  a model that does not build or fit the data) names the run."""
+  try:
+    return work()
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f'run {run.name} does not build: {e}') from None
 
 
 def write_slurm(runs, root):
@@ -94,7 +105,7 @@ def write_slurm(runs, root):
 
 def entry():
   """The shell (sparsenet_jax/cli.py): flags, one line per failure, the exit code."""
-  cli.run(main, input_errors=(ValueError, OSError))
+  cli.run(main, input_errors=(ValueError,))
 
 
 if __name__ == '__main__':

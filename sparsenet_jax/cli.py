@@ -6,8 +6,8 @@ missing required one is `usage error: ... (see --help)`, a bad value `error: --f
 `config error: ...`, all exit 2 before anything is loaded or compiled. Every failure, from parsing or from
 the work, is then one line on stderr, `label: message`, and an exit code, both from one table (`FAILURES`);
 anything else is a bug and keeps its traceback. Shared flags (`define_compilation_cache`) and argument
-checks (`positive`, `non_negative`, `require`) live here too. `quiet_logs` and `drop_closed_loop_reports`
-keep what only confuses off the terminal.
+checks (`positive`, `non_negative`, `output_file`, `require`) live here too. `quiet_logs` and
+`drop_closed_loop_reports` keep what only confuses off the terminal.
 """
 from __future__ import annotations
 
@@ -49,10 +49,13 @@ FAILURES: Tuple[Tuple[Type[BaseException], str, int], ...] = (
 
 
 def run(main: Callable[[List[str]], Optional[int]], positional: bool = False,
-        config_flag: Optional[str] = None, input_errors: Tuple[Type[Exception], ...] = ()) -> None:
-  """`app.run(main)` in the shell; `main` may return an exit code. `positional`, `config_flag`: as `parse`
-  takes them. `input_errors`: the built-in exceptions that this script's library raises for bad input
-  (the tools' ValueError), reported as 'error', exit 2, ahead of FAILURES."""
+        config_flag: Optional[str] = None, input_errors: Tuple[Type[Exception], ...] = (),
+        check_config: Optional[Callable[[Any, str], None]] = None) -> None:
+  """`app.run(main)` in the shell; `main` may return an exit code. `positional`, `config_flag`,
+  `check_config`: as `parse` takes them. `input_errors`: the built-in exceptions that this script's
+  library raises for bad input (the tools' ValueError), reported as 'error', exit 2, ahead of FAILURES.
+  An OSError is never one of them: in every script it is an 'I/O error', exit 1, worded by `os_error`
+  (a path a script can check before working, such as --out's directory, it refuses as bad input)."""
   drop_closed_loop_reports()
   table = tuple((kind, 'error', 2) for kind in input_errors) + FAILURES
 
@@ -60,10 +63,10 @@ def run(main: Callable[[List[str]], Optional[int]], positional: bool = False,
     quiet_logs()
     return main(argv)
   try:
-    app.run(wrapped, flags_parser=lambda argv: parse(argv, positional, config_flag))
+    app.run(wrapped, flags_parser=lambda argv: parse(argv, positional, config_flag, check_config))
   except tuple(kind for kind, _, _ in table) as e:
     label, code = next((label, code) for kind, label, code in table if isinstance(e, kind))
-    print(f'{label}: {first_line(e)}', file=sys.stderr, flush=True)
+    print(f'{label}: {os_error(e) if isinstance(e, OSError) else first_line(e)}', file=sys.stderr, flush=True)
     sys.exit(code)
 
 
@@ -71,6 +74,15 @@ def first_line(e: BaseException) -> str:
   """What a user reads of an exception: its message's first line, or its name when it has none."""
   lines = str(e).strip().splitlines()
   return lines[0] if lines else type(e).__name__
+
+
+def os_error(e: OSError) -> str:
+  """An OSError as a sentence naming its path, without Python's `[Errno N]`: 'cannot use PATH: File
+  exists'."""
+  if not e.strerror:
+    return first_line(e)
+  paths = ' -> '.join(str(p) for p in (e.filename, e.filename2) if p is not None)
+  return f'cannot use {paths}: {e.strerror}' if paths else e.strerror
 
 
 def one_line(text: str) -> str:
@@ -84,14 +96,16 @@ def one_line(text: str) -> str:
 # Flags and arguments.
 
 
-def parse(argv: List[str], positional: bool = False, config_flag: Optional[str] = None) -> List[str]:
+def parse(argv: List[str], positional: bool = False, config_flag: Optional[str] = None,
+          check_config: Optional[Callable[[Any, str], None]] = None) -> List[str]:
   """absl's parsing, each refusal raised as one of `errors`: an unknown flag, a missing required one or a
   stray argument a UsageError, a value that does not parse or that a validator refuses an ArgumentError,
   a config that does not load or an override it cannot take a ConfigError. `positional`: the script takes
   arguments after its flags. `config_flag`: the name of a config_flags flag, whose file is loaded and
-  whose overrides are checked before absl parses anything. --help exits 0."""
+  whose overrides are checked before absl parses anything; `check_config(config, path)`, when given,
+  checks what the file returned before its overrides are. --help exits 0."""
   if config_flag:
-    _check_config(argv, config_flag)
+    _check_config(argv, config_flag, check_config)
   try:
     rest = FLAGS(argv)
   except SystemExit:  # absl exits while parsing only after printing the help asked for (with status 1)
@@ -138,10 +152,11 @@ def _stopped_at(argv: Sequence[str]) -> str:
   return ''
 
 
-def _check_config(argv: Sequence[str], name: str) -> None:
-  """The file of --NAME=FILE[:ARG] exists and loads (by config_flags' own parser), and every --NAME.a.b
-  override names one of its fields; otherwise a ConfigError that says which, where config_flags would
-  raise a KeyError or wrap the file's exception in a traceback's text."""
+def _check_config(argv: Sequence[str], name: str, check: Optional[Callable[[Any, str], None]] = None) -> None:
+  """The file of --NAME=FILE[:ARG] exists, defines get_config and loads (by config_flags' own parser),
+  `check` takes what it returned, and every --NAME.a.b override names one of its fields and gives a
+  value (None is no value: a field left None takes its default); otherwise a ConfigError that says
+  which, where config_flags would raise a KeyError or wrap the file's exception in a traceback's text."""
   flags_given = [(i, a.lstrip('-').split('=')[0]) for i, a in enumerate(argv) if a.startswith('-')]
   given = [i for i, flag in flags_given if flag == name]
   if not given:
@@ -153,15 +168,25 @@ def _check_config(argv: Sequence[str], name: str) -> None:
     raise errors.ConfigError(f'config file {path} not found')
   try:
     config = FLAGS[name].parser.parse(spec)
-    config.keys()  # config_flags defers an IOError to the first access
+    hasattr(config, 'keys')  # config_flags defers an IOError to the first access (its config's attributes)
   except Exception as e:  # whatever the config file raises
-    raise errors.ConfigError(one_line(f'{type(e).__name__}: {e}'))
+    if isinstance(e, AttributeError) and "has no attribute 'get_config'" in str(e):  # config_flags' call
+      raise errors.ConfigError(f'config file {path} defines no get_config(), the function that returns '
+                               'its config') from None
+    raise errors.ConfigError(f'config file {path}: ' + one_line(f'{type(e).__name__}: {e}'))
+  if check:
+    check(config, path)
   for j, flag in flags_given:
     unknown = flag.startswith(f'{name}.') and _unknown_field(config, flag[len(name) + 1:])
     if unknown:
       field, close = unknown
       hint = f'; did you mean "{close[0]}"?' if close else ''
       raise errors.ConfigError(f'unknown config field {field!r} in {argv[j]}{hint}')
+    none = '=' in argv[j] and argv[j].split('=', 1)[1].lower() == 'none'
+    if none and flag.startswith(f'{name}.') and _field_type(config, flag[len(name) + 1:]) is not str:
+      raise errors.ConfigError(f'{argv[j]}: None is no value on the command line (a field left None takes its '
+                               'default; for config.model, the preset\'s): give a value, and for DenseNet '
+                               f'--{name}.model.connectivity=dense')
 
 
 def _unknown_field(config: Any, path: str) -> Optional[Tuple[str, List[str]]]:
@@ -174,6 +199,18 @@ def _unknown_field(config: Any, path: str) -> Optional[Tuple[str, List[str]]]:
       return field, difflib.get_close_matches(field, names, n=1)
     node = node[field]
   return None
+
+
+def _field_type(config: Any, path: str) -> Optional[type]:
+  """The type ml_collections parses a --NAME.a.b value as (str for a string field or placeholder)."""
+  *parents, leaf = path.split('[')[0].split('.')
+  node = config
+  for part in parents:
+    node = node[part]
+  try:
+    return node.get_type(leaf)
+  except (AttributeError, KeyError):
+    return None
 
 
 def require(ok: Any, message: str) -> None:
@@ -202,6 +239,14 @@ def positive(*names: str) -> None:
 def non_negative(*names: str) -> None:
   for name in names:
     _check(name, lambda v: v >= 0, '>= 0')
+
+
+def output_file(*names: str) -> None:
+  """Flags naming a file the script writes: when given, in a directory that exists, and not a directory
+  itself (refused before any work, not as an I/O error after it)."""
+  for name in names:
+    _check(name, lambda v: not os.path.isdir(v) and os.path.isdir(os.path.dirname(os.path.abspath(v))),
+           'a file in an existing directory')
 
 
 def _int(x) -> int:

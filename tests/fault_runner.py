@@ -31,6 +31,10 @@ def load(script):
 def run_case(path, module, request):
   from absl import flags
   flags.FLAGS.unparse_flags()
+  for name in [n for n in flags.FLAGS if '.' in n]:  # config_flags defines --config.a.b when it parses
+    delattr(flags.FLAGS, name)                        # --config: the next case's --config defines them again
+  for name in [n for n in sys.modules if n.endswith('_config') and n[:-len('_config')] in flags.FLAGS]:
+    del sys.modules[name]  # config_flags loads --NAME's file as module NAME_config, into the last case's
   saved_env, saved_cwd = dict(os.environ), os.getcwd()
   os.environ.update(request.get('env', {}))
   os.chdir(request.get('cwd', ROOT))

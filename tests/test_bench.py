@@ -13,8 +13,8 @@ KEYS = {'model', 'batch_size', 'devices', 'mode', 'images_per_sec', 'step_ms_med
         'flops_per_image', 'achieved_gflops', 'peak_memory_bytes', 'params', 'conv_impl', 'remat_impl'}
 BENCH = os.path.join(ROOT, 'launch', 'bench.py')
 ENV = cpu_env(devices=4)
-TINY = ('--model=sparsenet_bc_v1', '--blocks=1,2,1', '--batch_size=4', '--image_size=8', '--steps=1',
-        '--json', '--nocold_compile')  # the tests' shared compilation cache (conftest.py)
+TINY = ('--model=sparsenet_bc_v1', '--blocks=1,2,1', '--batch_size=4', '--image_size=8', '--json',
+        '--nocold_compile')  # the tests' shared compilation cache (conftest.py)
 # Runs bench.py as __main__ with steps.make_train_step / make_eval_step wrapped, so that every step it
 # lowers is known to come from them; the last stdout line lists them.
 SPY = r'''
@@ -44,7 +44,8 @@ print(json.dumps({'lowered': lowered}))
 
 def run_bench(*args):
   """(rows, names of the steps factories whose steps were lowered), for the tiny model with `args`."""
-  out = subprocess.run([sys.executable, '-c', SPY, BENCH, *TINY, *args], capture_output=True, text=True,
+  steps = () if any(a.startswith('--rounds') for a in args) else ('--steps=1',)  # --rounds replaces --steps
+  out = subprocess.run([sys.executable, '-c', SPY, BENCH, *TINY, *steps, *args], capture_output=True, text=True,
                        env=ENV, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   *rows, spied = [json.loads(line) for line in out.stdout.splitlines()]

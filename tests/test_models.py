@@ -174,3 +174,30 @@ def test_one_model_has_one_spelling():
   assert presets.get('densenet_40', path=12).connectivity == 'sparsenet'  # a path makes DenseNet sparse
   log = presets.get('sparsenet_v1', connectivity='log')
   assert (log.path, log.near) == (None, None)  # the log pattern has neither
+
+
+def _smallest_map(spec, size):
+  """The height and width of what the head pools over, traced (no compile) on size x size images."""
+  model = network.make(spec)
+  x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.key(0), x)
+  _, state = jax.eval_shape(functools.partial(model.apply, capture_intermediates=True, mutable=['intermediates']),
+                            variables, x)
+  last = [k for k in state['intermediates'] if k.startswith('transition')]
+  return state['intermediates'][last[-1]]['__call__'][0].shape[1:3] if last else (size, size)
+
+
+@pytest.mark.parametrize('name,blocks,smallest', [
+    ('densenet_40', None, 4), ('sparsenet_abc_v1', None, 4), ('sparsenet_bc_v1', (1, 1, 1, 1, 1, 1), 32),
+    ('densenet_bc_100', (2, 2), 2), ('sparsenet_v1', (3,), 1)])
+def test_min_image_size_is_the_smallest_input_that_leaves_the_head_a_pixel(name, blocks, smallest):
+  """spec.min_image_size against the traced network: the last transition leaves at least 1x1 at that
+  size and 0x0 below it (which lowers, then fails inside XLA); check_image_size refuses exactly those."""
+  spec = presets.get(name, growth_rate=4, **({'blocks': blocks} if blocks else {}))
+  assert spec_lib.min_image_size(spec) == smallest
+  assert min(_smallest_map(spec, smallest)) >= 1
+  spec_lib.check_image_size(spec, (smallest, smallest + 5, 3))
+  if smallest > 1:
+    assert min(_smallest_map(spec, smallest - 1)) == 0
+    with pytest.raises(ValueError, match=f'at least {smallest}x{smallest} \\(spec.min_image_size\\)'):
+      spec_lib.check_image_size(spec, (smallest + 5, smallest - 1, 3))

@@ -46,9 +46,14 @@ class Remote:
     """The canonical URL, or the same file name under `mirror`."""
     if not mirror:
       return self.url
-    if urllib.parse.urlparse(mirror).scheme not in ('http', 'https', 'file'):
-      raise DataError(f'dataset.mirror must be an http://, https:// or file:// base URL, got {mirror!r}')
+    check_mirror(mirror)
     return f'{mirror.rstrip("/")}/{self.filename}'
+
+
+def check_mirror(mirror: Optional[str]) -> None:
+  """`config.dataset.mirror` (or prepare_data's --mirror) is None or a base URL a download can use."""
+  if mirror is not None and urllib.parse.urlparse(mirror).scheme not in ('http', 'https', 'file'):
+    raise DataError(f'dataset.mirror must be an http://, https:// or file:// base URL, got {mirror!r}')
 
 
 def say(message: str) -> None:

@@ -10,6 +10,8 @@ from typing import Any, Optional, Sequence, Union
 import flax.linen as nn
 import jax.numpy as jnp
 
+from sparsenet_jax.model.spec import TRANSITION_POOL
+
 # He-normal with fan-out, the init of the authors' code and of torchvision's DenseNet.
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 # "We initialize parameters as He does" (the paper) for the dense layers too: He normal with fan-in,
@@ -116,14 +118,14 @@ class SqueezeExcite(nn.Module):
 
 
 class Transition(_Base):
-  """BN-ReLU-1x1 conv to `features` channels, then 2x2 average pooling."""
+  """BN-ReLU-1x1 conv to `features` channels, then 2x2 average pooling (stride 2: spec.TRANSITION_POOL)."""
   features: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.relu(self.norm('bn')(x, train))
     x = self.drop(self.conv(self.features, 1, 'conv')(x), train)
-    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+    return nn.avg_pool(x, (TRANSITION_POOL,) * 2, strides=(TRANSITION_POOL,) * 2)
 
 
 def transition_features(compression: str, width: int, groups: int, growth_rate: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, NamedTuple, Optional
 
+from sparsenet_jax.model import connectivity
 from sparsenet_jax.model.spec import PRECISIONS, ModelSpec
 
 class Preset(NamedTuple):
@@ -88,9 +89,17 @@ def names():
 
 
 def get(name: str, **overrides) -> ModelSpec:
-  """The preset's spec with `overrides` applied (validated: a bad value names its field)."""
+  """The preset's spec with `overrides` applied (validated: a bad value names its field). A pattern
+  parameter given beside a `connectivity` that does not read it is refused, not dropped."""
   if name not in PRESETS:
     raise ValueError(f'unknown model {name!r}; known: {", ".join(PRESETS)}')
+  pattern = overrides.get('connectivity')
+  if pattern in connectivity.PATTERNS:  # an unknown one: the spec names it
+    reads = connectivity.get(pattern).params
+    unread = [f'{p}={overrides[p]}' for p in connectivity.PARAMETERS if overrides.get(p) is not None and p not in reads]
+    if unread:
+      raise ValueError(f'{", ".join(unread)} does not apply to connectivity={pattern!r}, which reads '
+                       f'{", ".join(reads) or "no parameters"}')
   spec = PRESETS[name].spec
   return spec.replace(**overrides) if overrides else spec
 

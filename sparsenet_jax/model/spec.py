@@ -32,6 +32,10 @@ CONV_IMPLS = ('auto', 'xla', 'forward_vjp')
 REMAT_IMPLS = ('auto', 'checkpoint', 'tied')
 DTYPES = ('float32', 'bfloat16')
 PRECISIONS = {'fp32': 'float32', 'bf16': 'bfloat16'}  # a config's `precision` -> the spec's dtype
+# The network's only change of image size: after every block but the last, the transition's average pool
+# (window = stride = TRANSITION_POOL, no padding: n -> n // 2). The stem and the blocks' convs keep the
+# size ('SAME', stride 1). `layers.Transition` pools with it; `min_image_size` counts with it.
+TRANSITION_POOL = 2
 
 
 def _field(default, kind: str, doc: str):
@@ -142,6 +146,24 @@ def field_type(name: str) -> type:
     hint = args[0]
   origin = typing.get_origin(hint)
   return origin or hint
+
+
+def min_image_size(spec: ModelSpec) -> int:
+  """The smallest height (and width) `spec` takes: every transition's pool maps n to n // TRANSITION_POOL,
+  and the last block and the head need at least 1x1 (a 0x0 input lowers, then fails inside XLA)."""
+  return TRANSITION_POOL ** (len(spec.blocks) - 1)
+
+
+def check_image_size(spec: ModelSpec, image_shape: Tuple[int, ...]) -> None:
+  """ValueError naming the smallest size when images of `image_shape` ((H, W, ...)) are too small for
+  `spec`: found before anything is traced or compiled."""
+  height, width = (int(d) for d in image_shape[:2])
+  smallest = min_image_size(spec)
+  if min(height, width) < smallest:
+    pools = len(spec.blocks) - 1
+    raise ValueError(f'{height}x{width} images are too small for blocks={tuple(spec.blocks)}: its {pools} '
+                     f'transition(s) each divide the size by {TRANSITION_POOL} (average pool), so it takes at '
+                     f'least {smallest}x{smallest} (spec.min_image_size); use fewer blocks or larger images')
 
 
 def _jsonable(values: Dict[str, Any]) -> Dict[str, Any]:

@@ -84,14 +84,19 @@ def save_exported(path: str, variables: Mapping[str, Any], meta: Mapping[str, An
                   overwrite: bool = False) -> None:
   """Writes `variables` ({'params', 'batch_stats'}) and `meta` (a checkpoint's record) to `path`.
 
-  `source` (the run's workdir) is recorded in the header. An existing `path` is replaced only if it is an
-  export of the same run, or with `overwrite`. Written to a temporary file first, so an interrupted or
-  failed export leaves no half file under `path`, and the temporary file is removed.
+  `source` (the run's workdir) is recorded in the header. An existing `path` is replaced only if it is a
+  regular file (never a directory or a symbolic link) and an export of the same run, or with `overwrite`.
+  Written to a temporary file first, so an interrupted or failed export leaves no half file under `path`,
+  and the temporary file is removed.
   """
   missing = [f for f in META_FIELDS if f not in meta]
   if missing:
     raise ExportError(f'meta lacks {", ".join(missing)}')
   source = os.path.abspath(source) if source else ''
+  if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+    what = 'a symbolic link' if os.path.islink(path) else 'a directory' if os.path.isdir(path) else 'not a file'
+    raise ExportError(f'{path} is {what}; an export replaces only a regular file, even with --overwrite: '
+                      'choose another --out')
   if os.path.lexists(path) and not overwrite:
     old = exported_header(path) if os.path.isfile(path) else None
     if old is None or not source or old.get('source') != source:

@@ -15,17 +15,29 @@ from typing import Any, Dict, Tuple
 
 from sparsenet_jax.data import datasets
 from sparsenet_jax.model import presets
+from sparsenet_jax.model import spec as spec_lib
 from sparsenet_jax.model.spec import ModelSpec
+from sparsenet_jax.training import config_validation
 
 
 def load_config(config: str, repo: str, overrides: Dict[str, Any]):
-  """`configs/FILE.py[:arg]` (relative to `repo`) with `overrides` ({'model.path': 12}) applied."""
-  path, _, arg = config.partition(':')
+  """`configs/FILE.py[:arg]` (relative to `repo`) with `overrides` ({'model.path': 12}) applied: called as
+  main.py's --config calls it (`get_config(arg)`, or `get_config()` without an argument) and checked as
+  main.py checks it (`config_validation.check_file`). ValueError names the file and what is wrong."""
+  path, colon, arg = config.partition(':')
   full = os.path.join(repo, path)
   module_spec = importlib.util.spec_from_file_location('_config_' + re.sub(r'\W', '_', full), full)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  cfg = module.get_config(arg or None)
+  try:  # whatever the file raises is one line, not a traceback
+    module_spec.loader.exec_module(module)
+    if not callable(getattr(module, 'get_config', None)):
+      raise ValueError(f'config file {path} defines no get_config(), the function that returns its config')
+    cfg = module.get_config(arg) if colon else module.get_config()
+  except Exception as e:
+    if isinstance(e, ValueError) and str(e).startswith(f'config file {path} '):
+      raise
+    raise ValueError(f'config file {path}: {type(e).__name__}: {" ".join(str(e).split())}') from None
+  config_validation.check_file(cfg, path)
   for key, value in overrides.items():
     *parents, leaf = key.split('.')
     node = cfg
@@ -40,11 +52,21 @@ def load_config(config: str, repo: str, overrides: Dict[str, Any]):
 def model_and_input(config: str, repo: str, overrides: Dict[str, Any]) -> Tuple[ModelSpec, Tuple[int, ...]]:
   """(the model the run trains, its input shape), as training will resolve them: the config's model on
   the data registry's facts of its data; ValueError (or datasets.DataError) if it does not build."""
-  cfg = load_config(config, repo, overrides)
+  cfg = checked_config(config, repo, overrides)
   data = datasets.facts(cfg.dataset)
   if data.image_shape is None:
     raise ValueError(f'{config}: the image shape of dataset {cfg.dataset.name} is unknown before loading it')
-  return presets.from_config(cfg, data.num_classes), tuple(data.image_shape)
+  spec = presets.from_config(cfg, data.num_classes)
+  spec_lib.check_image_size(spec, data.image_shape)
+  return spec, tuple(data.image_shape)
+
+
+def checked_config(config: str, repo: str, overrides: Dict[str, Any]):
+  """The run's config, every value checked as main.py checks it before training (ConfigError, a
+  ValueError, naming the field); the batch's divisibility by the devices is left to the run."""
+  cfg = load_config(config, repo, overrides)
+  config_validation.validate(cfg, None)
+  return cfg
 
 
 @functools.lru_cache(maxsize=None)

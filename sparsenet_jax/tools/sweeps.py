@@ -151,7 +151,7 @@ def load(spec: str) -> List[Run]:
   try:
     inspect.signature(module.get_sweep).bind(**params)
     return validate(module.get_sweep(**params))
-  except (TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:  # a bad parameter
+  except Exception as e:  # a bad parameter, or whatever get_sweep raises: one line, not a traceback
     raise ValueError(f'{path}: get_sweep(**{params}): {type(e).__name__}: {" ".join(str(e).split())}') from None
 
 

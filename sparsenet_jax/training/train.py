@@ -24,6 +24,7 @@ from sparsenet_jax.data import datasets
 from sparsenet_jax.errors import NonFiniteLossError, PreemptedError, WorkdirError
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
+from sparsenet_jax.model import spec as spec_lib
 from sparsenet_jax.model.spec import PRECISIONS
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.training import config_validation
@@ -133,12 +134,14 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
     raise config_validation.ConfigError(f'config.batch_size={config.batch_size} is larger than the '
                                         f'training set ({len(data.train)} examples)')
   steps_per_epoch = optimizer.steps_per_epoch(len(data.train), config.batch_size)
+  config_validation.check_steps(config, steps_per_epoch)
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else optimizer.total_steps(config.num_epochs, steps_per_epoch))
 
   # Model, the run's description, optimiser, state.
   try:
     spec = presets.from_config(config, data.num_classes, axis_name='data' if config.sync_batch_norm else None)
+    spec_lib.check_image_size(spec, image_shape)  # the data's images, before anything is traced
   except ValueError as e:
     raise config_validation.ConfigError(f'config.model: {e}') from None
   model = network.make(spec)
