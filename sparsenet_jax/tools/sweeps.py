@@ -24,7 +24,9 @@ import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Union
 
+from sparsenet_jax import signals
 from sparsenet_jax.training import record
+from sparsenet_jax.training import workdir_lock
 
 Overrides = Dict[str, Any]
 Grid = Union[Sequence[Mapping[str, Any]], Mapping[str, Sequence[Any]]]
@@ -240,8 +242,15 @@ def slots(devices_per_run: int, max_parallel: Optional[int], gpus: Sequence[str]
   return [{'XLA_FLAGS': ' '.join(flags)} for _ in range(max_parallel or 1)]
 
 
+def state(workdir: str) -> str:
+  """A run's state for a sweep: 'busy' while a command holds its workdir (workdir_lock), else its record's
+  status: 'done', 'partial' or 'new'."""
+  return 'busy' if workdir_lock.holder(workdir) else record.status(workdir)
+
+
 class Result(NamedTuple):
-  """How a run ended in this sweep: 'skipped' (done before), 'ok' or 'failed'."""
+  """How a run ended in this sweep: 'skipped' (done before), 'busy' (another command holds its workdir:
+  not started), 'ok' or 'failed'."""
   outcome: str
   returncode: Optional[int] = None
   seconds: float = 0.0
@@ -258,8 +267,9 @@ def run_local(sweep_runs: Sequence[Run], root: str, run_slots: Sequence[Mapping[
               echo: Callable[[str], None] = print, poll_s: float = 0.5) -> Dict[str, Result]:
   """Runs every unfinished run, one per slot at a time, each logging to ROOT/<name>/sweep.log.
 
-  A failed run does not stop the others. Interrupted (KeyboardInterrupt, SystemExit), the sweep stops
-  its runs; started again, it resumes them.
+  A failed run does not stop the others; a run whose workdir another command holds is not started (nor
+  written to) and is reported 'busy'. Interrupted (KeyboardInterrupt, SystemExit), the sweep stops its
+  runs and waits for them, however many signals follow; started again, it resumes them.
   """
   results: Dict[str, Result] = {}
   queue = collections.deque()
@@ -271,11 +281,21 @@ def run_local(sweep_runs: Sequence[Run], root: str, run_slots: Sequence[Mapping[
       queue.append(run)
   free = list(run_slots)
   running = {}
+
+  def busy(run, holder):
+    results[run.name] = Result('busy')
+    echo(f'busy   {run.name}: {holder.describe()} holds its workdir; not started (start the sweep again '
+         'once it is free)')
   try:
     while queue or running:
       while queue and free:
-        run, env = queue.popleft(), free.pop(0)
+        run = queue.popleft()
         workdir = os.path.join(root, run.name)
+        holder = workdir_lock.holder(workdir)
+        if holder:
+          busy(run, holder)
+          continue
+        env = free.pop(0)
         os.makedirs(workdir, exist_ok=True)
         log = open(os.path.join(workdir, 'sweep.log'), 'a')
         argv = command_fn(run, workdir)
@@ -291,24 +311,30 @@ def run_local(sweep_runs: Sequence[Run], root: str, run_slots: Sequence[Mapping[
         log.close()
         free.append(env)
         seconds = time.monotonic() - start
-        finished = record.status(os.path.join(root, run.name)) == 'done'
+        workdir = os.path.join(root, run.name)
+        finished = record.status(workdir) == 'done'
+        holder = workdir_lock.holder(workdir) if proc.returncode else None
         if proc.returncode == 0 and finished:
           results[run.name] = Result('ok', 0, seconds)
           echo(f'ok     {run.name} in {_duration(seconds)}')
+        elif holder:  # another command took the workdir between our look and the run's start
+          busy(run, holder)
         else:
           why = f'exit {proc.returncode}' if proc.returncode else 'exit 0 but no final row in metrics.jsonl'
           results[run.name] = Result('failed', proc.returncode, seconds)
-          echo(f'FAILED {run.name} ({why}), see {os.path.join(root, run.name, "sweep.log")}')
+          echo(f'FAILED {run.name} ({why}), see {os.path.join(workdir, "sweep.log")}')
   finally:
-    for proc, (run, _, log, _) in running.items():
-      proc.terminate()
-      try:
-        proc.wait(timeout=60)
-      except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-      log.close()
-      echo(f'stop   {run.name}: interrupted, resumes when the sweep is started again')
+    with signals.deferred():  # the runs are stopped and waited for even if more signals come
+      for proc in running:
+        proc.terminate()  # a run saves a checkpoint and exits
+      for proc, (run, _, log, _) in running.items():
+        try:
+          proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+          proc.kill()
+          proc.wait()
+        log.close()
+        echo(f'stop   {run.name}: interrupted, resumes when the sweep is started again')
   return results
 
 
