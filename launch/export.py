@@ -11,7 +11,6 @@ from absl import flags
 from absl import logging
 
 from sparsenet_jax import cli
-from sparsenet_jax import signals
 
 flags.DEFINE_string('workdir', None, 'A training run: its latest checkpoint is exported.')
 flags.DEFINE_string('out', None, 'The file to write (an .npz).')
@@ -22,10 +21,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  with signals.deferred():  # a signal that cuts a C extension's start turns into an ImportError's traceback
-    from sparsenet_jax.tools import export
-    from sparsenet_jax.training import restore
-    from sparsenet_jax.training import workdir_lock
+  # Imported here, in the shell, where a signal never cuts an import (sparsenet_jax/signals.py).
+  from sparsenet_jax.tools import export
+  from sparsenet_jax.training import restore
+  from sparsenet_jax.training import workdir_lock
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
   with workdir_lock.acquire(FLAGS.workdir, 'export'):  # not while a run trains there
     _, variables, meta = restore.restore_run(FLAGS.workdir)

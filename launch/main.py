@@ -15,7 +15,6 @@ from absl import logging
 from ml_collections import config_flags
 
 from sparsenet_jax import cli
-from sparsenet_jax import signals
 
 
 FLAGS = flags.FLAGS
@@ -57,15 +56,13 @@ def initialize_distributed(jax) -> None:
 
 def main(argv):
   del argv
-  with signals.deferred():  # a signal that cuts a C extension's start turns into an ImportError's traceback
-    import jax  # after absl has parsed flags, so XLA_FLAGS set by callers apply
+  import jax  # after absl has parsed flags, so XLA_FLAGS set by callers apply
   cli.use_compilation_cache()
   logging.set_verbosity(logging.WARNING)
   initialize_distributed(jax)
 
-  with signals.deferred():
-    from sparsenet_jax.training import config_validation
-    from sparsenet_jax.training import train
+  from sparsenet_jax.training import config_validation
+  from sparsenet_jax.training import train
 
   config = FLAGS.config
   config_validation.validate(config, jax.device_count())

@@ -62,13 +62,17 @@ def run(main: Callable[[List[str]], Optional[int]], positional: bool = False,
   def wrapped(argv):
     quiet_logs()
     return main(argv)
+  shell = signals.raising()
   try:
-    with signals.raising():
+    with shell:
       app.run(wrapped, flags_parser=lambda argv: parse(argv, positional, config_flag))
-  except tuple(kind for kind, _, _ in table) as e:
-    label, code = next((label, code) for kind, label, code in table if isinstance(e, kind))
-    print(f'{label}: {first_line(e)}', file=sys.stderr, flush=True)
-    sys.exit(code)
+  except BaseException as e:  # pylint: disable=broad-except  (what is not in the table is raised again)
+    failure = signals.interrupt(shell.raised) if shell.raised and isinstance(e, Exception) else e
+    row = next(((label, code) for kind, label, code in table if isinstance(failure, kind)), None)
+    if row is None:
+      raise
+    print(f'{row[0]}: {first_line(failure)}', file=sys.stderr, flush=True)
+    sys.exit(row[1])
 
 
 def first_line(e: BaseException) -> str:

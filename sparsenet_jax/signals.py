@@ -2,23 +2,26 @@
 
 A signal either stops the work at once or is remembered until a safe point:
 
-- at once (`raising`, which the scripts' shell `cli.run` installs): the handler raises `interrupt(signum)`
+- at once (`raising`, which the scripts' shell `cli.run` enters): the handler raises `interrupt(signum)`
   where Python is, KeyboardInterrupt for SIGINT and errors.Terminated for SIGTERM. Both unwind through
   code that catches errors, and the shell reports them in one line, exit 130 or 143.
 - at a safe point (`deferred`): inside the section the handler only records the signal (`received`);
   the section's code may act on it (the training loop finishes its step, saves and raises
   PreemptedError), and whatever is still pending when the outermost section ends is raised there.
-  Sections guard what must not be cut in the middle: imports of C extensions (an exception raised while
-  one starts becomes an ImportError with its traceback), the training loop, a sweep stopping its runs.
 
-One more place cannot be cut: a garbage-collector callback or a `__del__` (JAX registers a gc callback
-that runs many times a second while it traces). An exception raised there is printed as 'Exception ignored'
-and lost, so a signal that finds Python there is delivered again a moment later (`_unraisable`).
+What must never be cut is a section of its own: under `raising` every import is one (an exception raised
+while a C extension starts becomes an ImportError, or leaves JAX half made and the process dies with
+SIGSEGV at exit), as is the training loop and a sweep stopping its runs. So is a garbage-collector
+callback or a `__del__` (JAX registers a gc callback that runs many times a second while it traces): an
+exception raised there is printed as 'Exception ignored' and lost, so a signal that finds Python there is
+delivered again a moment later (`_unraisable`).
 
-Handlers are the process's and only the main thread may set them; elsewhere both are no-ops.
+Handlers are the process's and only the main thread may set them; elsewhere both are no-ops, and imports
+in other threads are not sections.
 """
 from __future__ import annotations
 
+import builtins
 import gc
 import os
 import signal
@@ -31,6 +34,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _AGAIN_S = 0.05  # how soon a signal that found Python in a gc callback or __del__ is delivered again
 _sections = 0  # deferred sections open
 _pending: Optional[int] = None  # the first signal received inside them, not yet raised
+_raised: Optional[int] = None  # the last signal raised since `raising` began
 
 
 def interrupt(signum: int) -> KeyboardInterrupt:
@@ -51,12 +55,13 @@ def _unraisable(frame) -> bool:
 
 
 def _handle(signum, frame):
-  global _pending
+  global _pending, _raised
   if _sections:
     _pending = _pending or signum
   elif _unraisable(frame):
     threading.Timer(_AGAIN_S, os.kill, (os.getpid(), signum)).start()
   else:
+    _raised = signum
     raise interrupt(signum)
 
 
@@ -75,14 +80,50 @@ def _restore(previous: Dict[int, object]) -> None:
     signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
 
 
+def _leave() -> None:
+  """The end of a section: a pending signal is raised when it was the outermost."""
+  global _sections, _pending
+  _sections -= 1
+  if _sections == 0 and _pending is not None:
+    signum, _pending = _pending, None
+    raise interrupt(signum)
+
+
+def _sectioned(original):
+  """`__import__` with each import of the main thread a section."""
+  main = threading.main_thread()
+
+  def __import__(name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002  (import's own names)
+    global _sections
+    if threading.current_thread() is not main:
+      return original(name, globals, locals, fromlist, level)
+    _sections += 1
+    try:
+      return original(name, globals, locals, fromlist, level)
+    finally:
+      _leave()
+  return __import__
+
+
 class raising:  # pylint: disable=invalid-name  (used as a context manager, like contextlib's)
-  """SIGINT and SIGTERM raise `interrupt` while inside; the previous handlers afterwards."""
+  """SIGINT and SIGTERM raise `interrupt` while inside, except in sections (every import is one); the
+  previous handlers afterwards. `raised`: the signal last raised, so that the shell knows an error for
+  what an interrupt became where it landed."""
 
   def __enter__(self):
+    global _raised
+    _raised = None
     self._previous = _install(SIGNALS)
+    self._import = builtins.__import__
+    builtins.__import__ = _sectioned(self._import)
     return self
 
+  @property
+  def raised(self) -> Optional[int]:
+    return _raised
+
   def __exit__(self, *exc):
+    builtins.__import__ = self._import
     _restore(self._previous)
 
 
@@ -105,10 +146,8 @@ class deferred:  # pylint: disable=invalid-name
     return signal.Signals(_pending).name if _pending else None
 
   def __exit__(self, exc_type, exc, tb):
-    global _sections, _pending
-    _sections -= 1
+    global _pending
     _restore(self._previous)
-    if _sections == 0 and _pending is not None:
-      signum, _pending = _pending, None
-      if exc_type is None:
-        raise interrupt(signum)
+    if exc_type is not None and _sections == 1:
+      _pending = None  # the section stopped on its own (PreemptedError) or failed: that is what is reported
+    _leave()

@@ -30,6 +30,8 @@ def load(script):
 
 def run_case(path, module, request):
   from absl import flags
+  for name in [n for n in flags.FLAGS if '.' in n]:  # config_flags' overrides, defined again by each parse
+    delattr(flags.FLAGS, name)
   flags.FLAGS.unparse_flags()
   saved_env, saved_cwd = dict(os.environ), os.getcwd()
   os.environ.update(request.get('env', {}))

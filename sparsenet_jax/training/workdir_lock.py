@@ -164,6 +164,8 @@ def acquire(workdir: str, purpose: str) -> Lock:
         if holder(workdir) is not None:
           raise _busy(workdir, holder(workdir)) from None
         return Lock(path)
+      except OSError as e:  # a directory in its place
+        raise WorkdirError(f'cannot lock workdir {workdir}: {path}: {e.strerror or e}') from None
     except OSError as e:
       if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return Lock(path)
