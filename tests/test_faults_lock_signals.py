@@ -128,22 +128,19 @@ SAID = {
 # Signals while a script imports JAX or loads its data: nothing is written yet, so nothing changes; the
 # one line says which signal, the exit code is 130 (SIGINT) or 143 (SIGTERM).
 SIGNAL_AT = '../tests/signal_at.py'
-for script, what, args, moment in (
-    ('main.py', 'train a new run', NEW, 'loaded:jaxlib'),
-    ('main.py', 'train a new run', NEW, 'loaded:sklearn'),
-    ('main.py', 'extend a run', EXTEND, 'loaded:jaxlib'),
-    ('main.py', 'extend a run', EXTEND, 'loaded:sklearn'),
-    ('main.py', 'eval', EVAL, 'loaded:jaxlib'),
-    ('main.py', 'eval', EVAL, 'loaded:sklearn'),
-    ('export.py', 'export', EXPORT, 'loaded:jaxlib'),
-    ('sweep.py', 'sweep --dry_run', [*SWEEP, '--dry_run'], 'loaded:jaxlib'),
+for script, what, args, moment, sig in (  # each script and phase once; a Python start and JAX's import each
+    ('main.py', 'train a new run', NEW, 'loaded:jaxlib', 'SIGINT'),
+    ('main.py', 'train a new run', NEW, 'loaded:sklearn', 'SIGTERM/group'),
+    ('main.py', 'extend a run', EXTEND, 'loaded:jaxlib', 'SIGTERM/group'),
+    ('main.py', 'eval', EVAL, 'loaded:jaxlib', 'SIGTERM'),
+    ('main.py', 'eval', EVAL, 'loaded:sklearn', 'SIGINT/group'),
+    ('export.py', 'export', EXPORT, 'loaded:jaxlib', 'SIGINT'),
+    ('sweep.py', 'sweep --dry_run', [*SWEEP, '--dry_run'], 'loaded:jaxlib', 'SIGTERM/group'),
 ):
-  for sig in ('SIGINT', 'SIGTERM/group'):
-    name = sig.split('/')[0]
-    code = 128 + getattr(signal, name)
-    CASES.append(Case(f'{what}: {sig} while loading {moment.split(":")[1]}', SIGNAL_AT,
-                      [sig, moment, script, *args], code, rf'^interrupted: {name} received',
-                      prepare=sweep_file if script == 'sweep.py' else None, needs=('run',), process=True))
+  name = sig.split('/')[0]
+  CASES.append(Case(f'{what}: {sig} while loading {moment.split(":")[1]}', SIGNAL_AT, [sig, moment, script, *args],
+                    128 + getattr(signal, name), rf'^interrupted: {name} received',
+                    prepare=sweep_file if script == 'sweep.py' else None, needs=('run',), process=True))
 
 
 @pytest.mark.parametrize('case', CASES, ids=str)
