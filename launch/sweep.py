@@ -13,6 +13,7 @@ import shlex
 from absl import flags
 
 from sparsenet_jax import cli
+from sparsenet_jax.tools import slurm
 from sparsenet_jax.tools import sweep_models
 from sparsenet_jax.tools import sweeps
 
@@ -79,7 +80,7 @@ def dry_run(runs, root):
 
 
 def write_slurm(runs, root):
-  script = sweeps.slurm_script(runs, root, REPO, FLAGS.sweep, FLAGS.devices_per_run, FLAGS.max_parallel)
+  script = slurm.slurm_script(runs, root, REPO, FLAGS.sweep, FLAGS.devices_per_run, FLAGS.max_parallel)
   os.makedirs(root, exist_ok=True)
   path = os.path.join(root, 'sweep.sbatch')
   with open(path, 'w') as f:

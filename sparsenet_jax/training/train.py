@@ -125,26 +125,31 @@ def train_and_evaluate(config, workdir: str, extend: bool = False) -> Dict[str, 
 
   A resume may change only the fields `record.RESUMABLE` names (a finished run is trained further only
   with `extend`); others raise record.DriftError before anything is written. A run that fails before it
-  recorded anything removes the workdir it created, so no empty workdir is left behind.
+  recorded anything removes the workdir it created, so no empty workdir is left behind. Another command
+  in `workdir` refuses it (workdir_lock), before anything is read or written.
   """
   created = not os.path.exists(workdir)
   check_workdir(workdir)
   with _workdir_held(workdir, 'train'):
-    try:
-      changes = record.check_resume(workdir, json.loads(config.to_json_best_effort()), extend)
-      if record.status(workdir) == 'done' and not any(f in record.LENGTH for f in changes):  # nothing to train
-        final = record.final_row(workdir)
-        metrics_lib.Progress(0, 0).message(f'already finished: step {final["step"]}, eval_accuracy '
-                                           f'{final["eval_accuracy"]:.4f} (--extend with a longer num_epochs '
-                                           'trains it further)')
-        return final
-      return _train(config, workdir, changes)
-    except BaseException as e:
-      if _nothing_recorded(workdir, created):
-        shutil.rmtree(workdir, ignore_errors=True)
-      if isinstance(e, KeyboardInterrupt):
-        raise _interrupted(e, workdir) from None
-      raise
+    return _start(config, workdir, extend, created)
+
+
+def _start(config, workdir: str, extend: bool, created: bool) -> Dict[str, Any]:
+  changes = record.check_resume(workdir, json.loads(config.to_json_best_effort()), extend)
+  if record.status(workdir) == 'done' and not any(f in record.LENGTH for f in changes):  # nothing to train
+    final = record.final_row(workdir)
+    metrics_lib.Progress(0, 0).message(f'already finished: step {final["step"]}, eval_accuracy '
+                                       f'{final["eval_accuracy"]:.4f} (--extend with a longer num_epochs '
+                                       'trains it further)')
+    return final
+  try:
+    return _train(config, workdir, changes)
+  except BaseException as e:
+    if _nothing_recorded(workdir, created):
+      shutil.rmtree(workdir, ignore_errors=True)
+    if isinstance(e, KeyboardInterrupt):
+      raise _interrupted(e, workdir) from None
+    raise
 
 
 def _nothing_recorded(workdir: str, created: bool) -> bool:
@@ -292,10 +297,12 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
       raise PreemptedError(f'{stop.received} received: saved checkpoint at step {step} in {workdir}; '
                            'run the same command to resume')
   # From here a signal stops the final evaluation at once: the last step's checkpoint is on disk, and the
-  # same command evaluates it.
-  final = record.final_row(workdir) if step == start_step else None
-  if final is None:
-    final = evaluate(step, final=True)
+  # same command evaluates it. With several processes one cannot stop alone (the others would wait in the
+  # evaluation's collectives): SIGINT waits for its end, SIGTERM stays with JAX's preemption service.
+  with signals.deferred((signal.SIGINT,)) if jax.process_count() > 1 else contextlib.nullcontext():
+    final = record.final_row(workdir) if step == start_step else None
+    if final is None:
+      final = evaluate(step, final=True)
   writer.close()
   progress.message(f'done: step {step}, eval_accuracy {final["eval_accuracy"]:.4f}')
   return final
