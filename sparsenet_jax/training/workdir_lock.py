@@ -104,18 +104,14 @@ def _busy(workdir: str, holder: Optional[Holder]) -> WorkdirError:
 
 
 class Lock:
-  """What `acquire` took: `release()` (or leaving the `with`) removes the file and drops the flock.
-  `held` is False when there was nothing to lock (then release does nothing)."""
+  """What `acquire` took: `release()` (or leaving the `with`) removes the file and drops the flock; without
+  a file descriptor (nothing to lock) it does nothing."""
 
   def __init__(self, path: str, fd: int = -1):
     self.path, self._fd = path, fd
     self._stop = threading.Event()
     if fd >= 0:
       threading.Thread(target=self._beat, name='workdir-lock-heartbeat', daemon=True).start()
-
-  @property
-  def held(self) -> bool:
-    return self._fd >= 0
 
   def _beat(self):
     while not self._stop.wait(HEARTBEAT_S):
