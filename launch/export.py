@@ -11,8 +11,6 @@ from absl import flags
 from absl import logging
 
 from sparsenet_jax import cli
-from sparsenet_jax.tools import export
-from sparsenet_jax.training import restore
 
 flags.DEFINE_string('workdir', None, 'A training run: its latest checkpoint is exported.')
 flags.DEFINE_string('out', None, 'The file to write (an .npz).')
@@ -24,8 +22,13 @@ cli.output_file('out')
 
 def main(argv):
   del argv
+  # Imported here, in the shell, where a signal never cuts an import (sparsenet_jax/signals.py).
+  from sparsenet_jax.tools import export
+  from sparsenet_jax.training import restore
+  from sparsenet_jax.training import workdir_lock
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
-  _, variables, meta = restore.restore_run(FLAGS.workdir)
+  with workdir_lock.acquire(FLAGS.workdir, 'export'):  # not while a run trains there
+    _, variables, meta = restore.restore_run(FLAGS.workdir)
   export.save_exported(FLAGS.out, variables, meta, source=FLAGS.workdir, overwrite=FLAGS.overwrite)
   params = sum(v.size for k, v in export.leaves(variables).items() if k.startswith('params/'))
   print(f'wrote {FLAGS.out}: {meta["preset"]}, {params:,} params, step {meta["step"]}, '

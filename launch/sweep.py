@@ -9,15 +9,13 @@ Started again with the same flags, a sweep skips finished runs and resumes inter
 """
 import os
 import shlex
-import signal
 
 from absl import flags
 
 from sparsenet_jax import cli
-from sparsenet_jax import errors
+from sparsenet_jax.tools import slurm
 from sparsenet_jax.tools import sweep_models
 from sparsenet_jax.tools import sweeps
-from sparsenet_jax.training import record
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
@@ -53,16 +51,13 @@ def main(argv):
     return dry_run(runs, root)
   slots = sweeps.slots(FLAGS.devices_per_run, FLAGS.max_parallel, sweeps.visible_gpus(),
                        os.environ.get('XLA_FLAGS', ''))
-  signal.signal(signal.SIGTERM, on_sigterm)
   print(f'{len(runs)} runs under {root}, {len(slots)} at once', flush=True)
-  results = sweeps.run_local(runs, root, slots, cwd=REPO, echo=lambda line: print(line, flush=True))
+  try:
+    results = sweeps.run_local(runs, root, slots, cwd=REPO, echo=lambda line: print(line, flush=True))
+  except KeyboardInterrupt as e:  # SIGINT, or SIGTERM (errors.Terminated): the shell says which
+    raise type(e)(f'{e or "SIGINT received"}: the runs were stopped; the same command resumes the sweep') from None
   print('\n'.join(sweeps.summary(runs, root, results)))
   return 1 if any(r.outcome == 'failed' for r in results.values()) else 0
-
-
-def on_sigterm(*_):
-  """SIGTERM unwinds run_local, which stops the runs."""
-  raise errors.PreemptedError('SIGTERM: the runs were stopped; the same command resumes the sweep')
 
 
 def sweep_file(spec):
@@ -76,8 +71,9 @@ def sweep_file(spec):
 def dry_run(runs, root):
   """Every run's command, the parameters of the model it builds and its state; a run whose config is
   refused or whose model does not build stops the listing with exit code 2."""
-  states = [record.status(os.path.join(root, r.name)) for r in runs]
-  counts = ', '.join(f'{states.count(s)} {s}' for s in ('done', 'partial', 'new'))
+  states = [sweeps.state(os.path.join(root, r.name)) for r in runs]
+  shown = ('done', 'busy', 'partial', 'new') if 'busy' in states else ('done', 'partial', 'new')
+  counts = ', '.join(f'{states.count(s)} {s}' for s in shown)
   print(f'# {FLAGS.sweep}: {len(runs)} runs under {root} ({counts}), run from {REPO}')
   for run, state in zip(runs, states):
     params = checked(run, lambda: sweep_models.param_count(run.config, REPO, dict(run.overrides)))
@@ -95,7 +91,7 @@ def checked(run, work):
 
 
 def write_slurm(runs, root):
-  script = sweeps.slurm_script(runs, root, REPO, FLAGS.sweep, FLAGS.devices_per_run, FLAGS.max_parallel)
+  script = slurm.slurm_script(runs, root, REPO, FLAGS.sweep, FLAGS.devices_per_run, FLAGS.max_parallel)
   os.makedirs(root, exist_ok=True)
   path = os.path.join(root, 'sweep.sbatch')
   with open(path, 'w') as f:

@@ -5,9 +5,11 @@ flags, reports what they raise and picks the exit code.
 missing required one is `usage error: ... (see --help)`, a bad value `error: --flag ...`, a bad config
 `config error: ...`, all exit 2 before anything is loaded or compiled. Every failure, from parsing or from
 the work, is then one line on stderr, `label: message`, and an exit code, both from one table (`FAILURES`);
-anything else is a bug and keeps its traceback. Shared flags (`define_compilation_cache`) and argument
-checks (`positive`, `non_negative`, `output_file`, `require`) live here too. `quiet_logs` and
-`drop_closed_loop_reports` keep what only confuses off the terminal.
+anything else is a bug and keeps its traceback. SIGINT and SIGTERM stop the work wherever it is
+(`signals.raising`; sections that must not be cut defer them) and are reported the same way. Shared
+flags (`define_compilation_cache`) and argument checks (`positive`, `non_negative`, `output_file`,
+`require`) live here too. `quiet_logs` and `drop_closed_loop_reports` keep what only confuses off the
+terminal.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 from sparsenet_jax import errors
+from sparsenet_jax import signals
 
 FLAGS = flags.FLAGS
 flags.disclaim_key_flags()  # the flags defined below belong to the script that asks for them (its --help)
@@ -43,6 +46,7 @@ FAILURES: Tuple[Tuple[Type[BaseException], str, int], ...] = (
     (errors.CheckpointError, 'checkpoint error', 3),  # and IntegrityError
     (errors.NonFiniteLossError, 'stopped', 4),
     (errors.PreemptedError, 'interrupted', 143),
+    (errors.Terminated, 'interrupted', 143),  # SIGTERM outside the loops that stop at a safe point
     (OSError, 'I/O error', 1),
     (KeyboardInterrupt, 'interrupted', 130),
 )
@@ -62,12 +66,18 @@ def run(main: Callable[[List[str]], Optional[int]], positional: bool = False,
   def wrapped(argv):
     quiet_logs()
     return main(argv)
+  shell = signals.raising()
   try:
-    app.run(wrapped, flags_parser=lambda argv: parse(argv, positional, config_flag, check_config))
-  except tuple(kind for kind, _, _ in table) as e:
-    label, code = next((label, code) for kind, label, code in table if isinstance(e, kind))
-    print(f'{label}: {os_error(e) if isinstance(e, OSError) else first_line(e)}', file=sys.stderr, flush=True)
-    sys.exit(code)
+    with shell:
+      app.run(wrapped, flags_parser=lambda argv: parse(argv, positional, config_flag, check_config))
+  except BaseException as e:  # pylint: disable=broad-except  (what is not in the table is raised again)
+    failure = signals.interrupt(shell.raised) if shell.raised and isinstance(e, Exception) else e
+    row = next(((label, code) for kind, label, code in table if isinstance(failure, kind)), None)
+    if row is None:
+      raise
+    message = os_error(failure) if isinstance(failure, OSError) else first_line(failure)
+    print(f'{row[0]}: {message}', file=sys.stderr, flush=True)
+    sys.exit(row[1])
 
 
 def first_line(e: BaseException) -> str:

@@ -53,5 +53,10 @@ class PreemptedError(Failure, RuntimeError):
   """SIGTERM/SIGINT arrived: the work stopped (a run saves a checkpoint first); the same command resumes."""
 
 
+class Terminated(KeyboardInterrupt):
+  """SIGTERM arrived where the work stops at once (`signals`): like Ctrl-C's KeyboardInterrupt it unwinds
+  through code that catches errors, so nothing half-done is taken for a result; the same command resumes."""
+
+
 class ExportError(Failure, ValueError):
   """An exported file or an image that cannot be used."""

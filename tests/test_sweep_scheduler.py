@@ -11,6 +11,7 @@ import pytest
 
 from conftest import ROOT
 from test_sweeps import sweep_cli
+from sparsenet_jax.tools import slurm
 from sparsenet_jax.tools import sweeps
 from sparsenet_jax.training import record
 
@@ -152,7 +153,7 @@ def slurm_task(tmp_path, fake_trainer):
   root = tmp_path / 'sweep'
   runs = [sweeps.Run('fine', 'c.py'), sweeps.Run('crash', 'c.py')]
   script = tmp_path / 'sweep.sbatch'
-  script.write_text(sweeps.slurm_script(runs, str(root), ROOT, 'fake.py', command_fn=fake_trainer))
+  script.write_text(slurm.slurm_script(runs, str(root), ROOT, 'fake.py', command_fn=fake_trainer))
   env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', SLURM_ARRAY_JOB_ID='77')
 
   def start(i):
@@ -183,7 +184,7 @@ def test_slurm_task_requeues_itself_near_the_time_limit(tmp_path, slurm_task):
                   'open(sys.argv[1], "w").close()\ntime.sleep(60)\n')
   marker = tmp_path / 'running'
   script = tmp_path / 'sweep.sbatch'
-  script.write_text(sweeps.slurm_script([sweeps.Run('slow', 'c.py')], str(root), ROOT, 'fake.py',
+  script.write_text(slurm.slurm_script([sweeps.Run('slow', 'c.py')], str(root), ROOT, 'fake.py',
                                         command_fn=lambda run, w: [sys.executable, str(slow), str(marker)]))
   proc = start(0)
   deadline = time.time() + 30

@@ -4,7 +4,8 @@ A sweep file is Python, like a config: `get_sweep(**params)` returns a list of `
 config file with its optional `:arg`, and `--config.*` overrides), built with `runs`, `product`, `zip_`
 and `seeds`. A run's state lives only in its workdir (`metrics.jsonl` ends with a `"final": true` row
 once finished), so a sweep started again skips finished runs and resumes interrupted ones: the command
-is the same and `launch/main.py` resumes from the latest checkpoint.
+is the same and `launch/main.py` resumes from the latest checkpoint. `run_local` runs them here;
+`slurm.slurm_script` writes them as a SLURM array job.
 
 Pure Python, no JAX: the sweep process starts no accelerator backend, so it holds nothing its runs need
 (a sweep file may import JAX to count parameters; `jax.eval_shape` starts no backend either).
@@ -24,7 +25,9 @@ import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Union
 
+from sparsenet_jax import signals
 from sparsenet_jax.training import record
+from sparsenet_jax.training import workdir_lock
 
 Overrides = Dict[str, Any]
 Grid = Union[Sequence[Mapping[str, Any]], Mapping[str, Sequence[Any]]]
@@ -240,8 +243,15 @@ def slots(devices_per_run: int, max_parallel: Optional[int], gpus: Sequence[str]
   return [{'XLA_FLAGS': ' '.join(flags)} for _ in range(max_parallel or 1)]
 
 
+def state(workdir: str) -> str:
+  """A run's state for a sweep: 'busy' while a command holds its workdir (workdir_lock), else its record's
+  status: 'done', 'partial' or 'new'."""
+  return 'busy' if workdir_lock.holder(workdir) else record.status(workdir)
+
+
 class Result(NamedTuple):
-  """How a run ended in this sweep: 'skipped' (done before), 'ok' or 'failed'."""
+  """How a run ended in this sweep: 'skipped' (done before), 'busy' (another command holds its workdir:
+  not started), 'ok' or 'failed'."""
   outcome: str
   returncode: Optional[int] = None
   seconds: float = 0.0
@@ -258,8 +268,9 @@ def run_local(sweep_runs: Sequence[Run], root: str, run_slots: Sequence[Mapping[
               echo: Callable[[str], None] = print, poll_s: float = 0.5) -> Dict[str, Result]:
   """Runs every unfinished run, one per slot at a time, each logging to ROOT/<name>/sweep.log.
 
-  A failed run does not stop the others. Interrupted (KeyboardInterrupt, SystemExit), the sweep stops
-  its runs; started again, it resumes them.
+  A failed run does not stop the others; a run whose workdir another command holds is not started (nor
+  written to) and is reported 'busy'. Interrupted (KeyboardInterrupt, SystemExit), the sweep stops its
+  runs and waits for them, however many signals follow; started again, it resumes them.
   """
   results: Dict[str, Result] = {}
   queue = collections.deque()
@@ -271,11 +282,21 @@ def run_local(sweep_runs: Sequence[Run], root: str, run_slots: Sequence[Mapping[
       queue.append(run)
   free = list(run_slots)
   running = {}
+
+  def busy(run, holder):
+    results[run.name] = Result('busy')
+    echo(f'busy   {run.name}: {holder.describe()} holds its workdir; not started (start the sweep again '
+         'once it is free)')
   try:
     while queue or running:
       while queue and free:
-        run, env = queue.popleft(), free.pop(0)
+        run = queue.popleft()
         workdir = os.path.join(root, run.name)
+        holder = workdir_lock.holder(workdir)
+        if holder:
+          busy(run, holder)
+          continue
+        env = free.pop(0)
         os.makedirs(workdir, exist_ok=True)
         log = open(os.path.join(workdir, 'sweep.log'), 'a')
         argv = command_fn(run, workdir)
@@ -291,24 +312,30 @@ def run_local(sweep_runs: Sequence[Run], root: str, run_slots: Sequence[Mapping[
         log.close()
         free.append(env)
         seconds = time.monotonic() - start
-        finished = record.status(os.path.join(root, run.name)) == 'done'
+        workdir = os.path.join(root, run.name)
+        finished = record.status(workdir) == 'done'
+        holder = workdir_lock.holder(workdir) if proc.returncode else None
         if proc.returncode == 0 and finished:
           results[run.name] = Result('ok', 0, seconds)
           echo(f'ok     {run.name} in {_duration(seconds)}')
+        elif holder:  # another command took the workdir between our look and the run's start
+          busy(run, holder)
         else:
           why = f'exit {proc.returncode}' if proc.returncode else 'exit 0 but no final row in metrics.jsonl'
           results[run.name] = Result('failed', proc.returncode, seconds)
-          echo(f'FAILED {run.name} ({why}), see {os.path.join(root, run.name, "sweep.log")}')
+          echo(f'FAILED {run.name} ({why}), see {os.path.join(workdir, "sweep.log")}')
   finally:
-    for proc, (run, _, log, _) in running.items():
-      proc.terminate()
-      try:
-        proc.wait(timeout=60)
-      except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-      log.close()
-      echo(f'stop   {run.name}: interrupted, resumes when the sweep is started again')
+    with signals.deferred():  # the runs are stopped and waited for even if more signals come
+      for proc in running:
+        proc.terminate()  # a run saves a checkpoint and exits
+      for proc, (run, _, log, _) in running.items():
+        try:
+          proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+          proc.kill()
+          proc.wait()
+        log.close()
+        echo(f'stop   {run.name}: interrupted, resumes when the sweep is started again')
   return results
 
 
@@ -328,72 +355,3 @@ def summary(sweep_runs: Sequence[Run], root: str, results: Mapping[str, Result])
     lines.append(f'{run.name:<{width}}  {outcome:<16} {_duration(result.seconds):>10}  '
                  f'eval_error={"-" if error is None else f"{error:.4f}"}')
   return lines
-
-
-def slurm_script(sweep_runs: Sequence[Run], root: str, repo: str, sweep: str,
-                 devices_per_run: int = 1, max_parallel: Optional[int] = None,
-                 command_fn: Callable[[Run, str], List[str]] = command) -> str:
-  """An sbatch array script: task i runs `command_fn(sweep_runs[i])` in ROOT/<name>, logging to sweep.log.
-
-  Preemption and time limits: `--requeue` lets SLURM requeue a preempted task, and `--signal` gives
-  the batch shell USR1 five minutes before the time limit, when it stops the run and requeues the task
-  itself. A requeued task runs the same command, which resumes from the latest checkpoint; a finished
-  run's task exits at once.
-  """
-  root = os.path.abspath(root)
-  throttle = f'%{max_parallel}' if max_parallel else ''
-  cases = []
-  for i, run in enumerate(sweep_runs):
-    workdir = os.path.join(root, run.name)
-    cases.append(f'  {i}) name={shlex.quote(run.name)}\n'
-                 f'     cmd=({shlex.join(command_fn(run, workdir))}) ;;')
-  job = re.sub(r'\W', '_', os.path.splitext(os.path.basename(sweep.partition(':')[0]))[0])
-  check_done = ('import sys; from sparsenet_jax.training import record; '
-                'sys.exit(record.status(sys.argv[1]) != "done")')
-  return f'''#!/bin/bash
-# {len(sweep_runs)} runs of {sweep}, one array task each. Submit with:
-#   sbatch {shlex.quote(os.path.join(root, 'sweep.sbatch'))}
-# (options such as --partition=... --time=... go before the script name and override those below).
-#SBATCH --job-name=sparsenet-{job}
-#SBATCH --array=0-{len(sweep_runs) - 1}{throttle}
-#SBATCH --ntasks=1
-#SBATCH --gres=gpu:{devices_per_run}
-#SBATCH --requeue
-#SBATCH --signal=B:USR1@300
-#SBATCH --open-mode=append
-#SBATCH --output={root}/slurm-%A_%a.out
-
-set -uo pipefail
-cd {shlex.quote(os.path.abspath(repo))}
-export PYTHONUNBUFFERED=1
-
-case "${{SLURM_ARRAY_TASK_ID:?run me with sbatch}}" in
-{chr(10).join(cases)}
-  *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;
-esac
-
-workdir={shlex.quote(root)}/"$name"
-mkdir -p "$workdir"
-exec >>"$workdir/sweep.log" 2>&1
-if {shlex.quote(sys.executable)} -c {shlex.quote(check_done)} "$workdir"; then
-  echo "# $(date '+%F %T') $name finished before; nothing to do"
-  exit 0
-fi
-task="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
-echo "# $(date '+%F %T') $name on $(hostname), task $task, restart ${{SLURM_RESTART_COUNT:-0}}: ${{cmd[*]}}"
-"${{cmd[@]}}" &
-child=$!
-stop_and_requeue() {{
-  echo "# $(date '+%F %T') time limit near: stopping $name and requeueing task $task"
-  kill -TERM "$child"
-  wait "$child"
-  scontrol requeue "$task"
-  exit 0
-}}
-trap stop_and_requeue USR1
-trap 'kill -TERM "$child"; wait "$child"; exit 143' TERM
-wait "$child"
-rc=$?
-echo "# $(date '+%F %T') $name exited with $rc"
-exit $rc
-'''

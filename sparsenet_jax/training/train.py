@@ -20,6 +20,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from sparsenet_jax import signals
 from sparsenet_jax.data import datasets
 from sparsenet_jax.errors import NonFiniteLossError, PreemptedError, WorkdirError
 from sparsenet_jax.model import network
@@ -33,14 +34,16 @@ from sparsenet_jax.training import optimizer
 from sparsenet_jax.training import record
 from sparsenet_jax.training import restore
 from sparsenet_jax.training import steps
+from sparsenet_jax.training import workdir_lock
 
 
 # ----------------------------------------------------------------------------------------------------
 # The run.
 
 
-class _StopSignal:
-  """Remembers SIGTERM/SIGINT so the loop can finish its step and save before exiting.
+class _StopSignal(signals.deferred):
+  """The training loop's section of `signals.deferred`: a SIGTERM/SIGINT lets the loop finish its step and
+  save before it stops (`received`).
 
   With several processes, a signal to one of them must stop all of them at the same step: SIGTERM is
   left to JAX's preemption service (`jax.distributed.initialize` installs its notifier), which tells
@@ -49,34 +52,60 @@ class _StopSignal:
   """
 
   def __init__(self):
-    self.received = None
-    self._previous = {}
     self._multi = jax.process_count() > 1
+    super().__init__(() if self._multi else signals.SIGNALS)
+    self._agreed = None
+    self._sigint = None
 
   def __enter__(self):
-    for sig in (signal.SIGINT,) if self._multi else (signal.SIGTERM, signal.SIGINT):
+    super().__enter__()
+    if self._multi:
       try:
-        self._previous[sig] = signal.signal(sig, self._handle)
+        self._sigint = signal.signal(signal.SIGINT, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
       except ValueError:  # not the main thread: leave signals alone
         pass
     return self
 
-  def _handle(self, signum, frame):
-    del frame
-    if self._multi:
-      os.kill(os.getpid(), signal.SIGTERM)  # to JAX's preemption notifier
-    else:
-      self.received = signal.Signals(signum).name
+  @property
+  def received(self):
+    return self._agreed or super().received
 
   def agreed(self, step: int) -> None:
     """Every process calls this after each step: with several processes, `received` is set on all of
     them at the same step once any of them got SIGTERM (or SIGINT)."""
-    if self._multi and not self.received and multihost_utils.reached_preemption_sync_point(step):
-      self.received = 'preemption notice (SIGTERM to one of the processes)'
+    if self._multi and not self._agreed and multihost_utils.reached_preemption_sync_point(step):
+      self._agreed = 'preemption notice (SIGTERM to one of the processes)'
 
   def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
+    if self._sigint is not None:
+      signal.signal(signal.SIGINT, self._sigint)
+    return super().__exit__(*exc)
+
+
+@contextlib.contextmanager
+def _workdir_held(workdir: str, purpose: str):
+  """`workdir`'s lock (workdir_lock) for the processes of one run: process 0 holds it for them all, and
+  every process stops, before anything is written, when it could not."""
+  lock, refusal = workdir_lock.Lock(''), None
+  if jax.process_index() == 0:
+    try:
+      lock = workdir_lock.acquire(workdir, purpose)
+    except WorkdirError as e:
+      refusal = e
+  if jax.process_count() > 1 and not multihost_utils.broadcast_one_to_all(np.int32(refusal is None)):
+    refusal = refusal or WorkdirError(f'process 0 of this run could not lock workdir {workdir}; its line says why')
+  if refusal is not None:
+    raise refusal
+  with lock:
+    yield
+
+
+def _interrupted(e: KeyboardInterrupt, workdir: str) -> KeyboardInterrupt:
+  """A signal that stopped the run outside the loop's safe points (signals.raising), saying what now."""
+  if not os.path.isdir(workdir):
+    return type(e)(f'{e or "SIGINT received"}: stopped before anything was saved; the same command starts '
+                   'the run again')
+  return type(e)(f'{e or "SIGINT received"}: stopped; the same command resumes the run in {workdir}')
 
 
 def check_workdir(workdir: str) -> None:
@@ -96,8 +125,16 @@ def train_and_evaluate(config, workdir: str, extend: bool = False) -> Dict[str, 
 
   A resume may change only the fields `record.RESUMABLE` names (a finished run is trained further only
   with `extend`); others raise record.DriftError before anything is written. A run that fails before it
-  recorded anything removes the workdir it created, so no empty workdir is left behind.
+  recorded anything removes the workdir it created, so no empty workdir is left behind. Another command
+  in `workdir` refuses it (workdir_lock), before anything is read or written.
   """
+  created = not os.path.exists(workdir)
+  check_workdir(workdir)
+  with _workdir_held(workdir, 'train'):
+    return _start(config, workdir, extend, created)
+
+
+def _start(config, workdir: str, extend: bool, created: bool) -> Dict[str, Any]:
   changes = record.check_resume(workdir, json.loads(config.to_json_best_effort()), extend)
   if record.status(workdir) == 'done' and not any(f in record.LENGTH for f in changes):  # nothing to train
     final = record.final_row(workdir)
@@ -105,12 +142,13 @@ def train_and_evaluate(config, workdir: str, extend: bool = False) -> Dict[str, 
                                        f'{final["eval_accuracy"]:.4f} (--extend with a longer num_epochs '
                                        'trains it further)')
     return final
-  created = not os.path.exists(workdir)
   try:
     return _train(config, workdir, changes)
-  except BaseException:
+  except BaseException as e:
     if _nothing_recorded(workdir, created):
       shutil.rmtree(workdir, ignore_errors=True)
+    if isinstance(e, KeyboardInterrupt):
+      raise _interrupted(e, workdir) from None
     raise
 
 
@@ -122,7 +160,6 @@ def _nothing_recorded(workdir: str, created: bool) -> bool:
 
 
 def _train(config, workdir: str, changes) -> Dict[str, Any]:
-  check_workdir(workdir)
   # Config and data.
   data = datasets.load(config.dataset, config.max_device_dataset_bytes)
   image_shape = data.image_shape
@@ -251,18 +288,23 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
         flush(step)
         save(step)
         window_start = time.time()
-      if stop.received and step < total_steps:
-        checkpoints.wait(mgr)
-        writer.close()
-        raise PreemptedError(f'{stop.received} received: saved checkpoint at step {step} in {workdir}; '
-                             'run the same command to resume')
+      if stop.received:
+        break
     flush(step)
+    if mgr.latest_step() != step:
+      save(step)
+    checkpoints.wait(mgr)
+    if stop.received:
+      writer.close()
+      raise PreemptedError(f'{stop.received} received: saved checkpoint at step {step} in {workdir}; '
+                           'run the same command to resume')
+  # From here a signal stops the final evaluation at once: the last step's checkpoint is on disk, and the
+  # same command evaluates it. With several processes one cannot stop alone (the others would wait in the
+  # evaluation's collectives): SIGINT waits for its end, SIGTERM stays with JAX's preemption service.
+  with signals.deferred((signal.SIGINT,)) if jax.process_count() > 1 else contextlib.nullcontext():
     final = record.final_row(workdir) if step == start_step else None
     if final is None:
       final = evaluate(step, final=True)
-    if mgr.latest_step() != step:
-      save(step)
-  checkpoints.wait(mgr)
   writer.close()
   progress.message(f'done: step {step}, eval_accuracy {final["eval_accuracy"]:.4f}')
   return final
@@ -276,8 +318,13 @@ def evaluate(config, workdir: str, show=None) -> Dict[str, Any]:
   The model is the checkpoint's (the config's architecture must agree, with the class count of the
   trained run unless the config names one; its layout may differ), and normalisation uses the statistics
   of the data it was trained on, from the run's description, so another test file is judged exactly as
-  the original test split was.
+  the original test split was. A command training in `workdir` refuses it (workdir_lock).
   """
+  with _workdir_held(workdir, 'eval'):
+    return _evaluate(config, workdir, show)
+
+
+def _evaluate(config, workdir: str, show) -> Dict[str, Any]:
   mesh = steps.make_mesh()
   model, variables, meta = restore.restore_run(workdir, expect=lambda d: presets.from_config(config, d.num_classes))
   described = record.Description.from_json(meta)
