@@ -30,8 +30,6 @@ def load(script):
 
 def run_case(path, module, request):
   from absl import flags
-  for name in [n for n in flags.FLAGS if '.' in n]:  # config_flags' overrides, defined again by each parse
-    delattr(flags.FLAGS, name)
   flags.FLAGS.unparse_flags()
   for name in [n for n in flags.FLAGS if '.' in n]:  # config_flags defines --config.a.b when it parses
     delattr(flags.FLAGS, name)                        # --config: the next case's --config defines them again
