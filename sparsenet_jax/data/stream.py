@@ -36,15 +36,17 @@ import dataclasses
 import functools
 import math
 import os
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 from absl import flags
 from absl import logging
-import grain
 import numpy as np
 from PIL import Image
 
 from sparsenet_jax.data.base import DataError, IMAGE_EXTENSIONS, Loaded
+
+if TYPE_CHECKING:
+  import grain  # imported where a pipeline is built: it brings JAX (3 s), which listing and checking need not
 
 # ImageNet's per-channel statistics (torchvision's 0.485, 0.456, 0.406 / 0.229, 0.224, 0.225) in 0..255 units.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -238,6 +240,7 @@ def train_dataset(files: Files, seed: int, batch_size: int, steps_per_epoch: int
                   augment: str, process: int = 0, processes: int = 1) -> grain.MapDataset:
   """Element s: process `process`'s contiguous part of global training batch s (s < total_steps), a dict of
   'image' (uint8, local batch x size x size x 3), 'label' and 'bad' (see the module's docstring)."""
+  import grain  # pylint: disable=import-outside-toplevel
   n, local = len(files), _local(batch_size, processes)
   examples = (grain.MapDataset.source(_Source(files, replace=True)).seed(seed)
               .random_map(functools.partial(train_transform, size=files.image_shape[0],
@@ -253,6 +256,7 @@ def train_dataset(files: Files, seed: int, batch_size: int, steps_per_epoch: int
 def eval_dataset(files: Files, batch_size: int, process: int = 0, processes: int = 1) -> grain.MapDataset:
   """Element b: process `process`'s part of global evaluation batch b, with a 'mask'; the last batch is padded
   with example 0, masked out, so every example counts once across processes."""
+  import grain  # pylint: disable=import-outside-toplevel
   n, local = len(files), _local(batch_size, processes)
   examples = grain.MapDataset.source(_Source(files, replace=False))
   padding = -n % batch_size
@@ -268,6 +272,7 @@ def iterate(dataset: grain.MapDataset, num_workers: int) -> grain.IterDataset:
   """Elements in order, computed ahead by `num_workers` Grain worker processes (0: in this process); each
   worker holds one batch ready and computes the next. Grain reads its absl flags when it starts workers: outside
   an absl app (a notebook, a test) they are taken at their defaults."""
+  import grain  # pylint: disable=import-outside-toplevel
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
   ds = dataset.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=1))
