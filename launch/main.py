@@ -25,6 +25,9 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes if possibl
                   'checkpoint on the configured test split.')
 flags.DEFINE_bool('extend', False, 'Train a finished run further: needed when a finished workdir is '
                   'started again with a longer num_epochs / num_train_steps.')
+flags.DEFINE_bool('restart', False, 'Train again from step 0 a run whose checkpoints are gone (deleted or moved), '
+                  'which is refused without it; its config.json, run.json, metrics.jsonl and starts.jsonl are '
+                  'moved aside to FILE.before_restartN first.')
 cli.define_compilation_cache()
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0. Without it, JAX '
                     'detects SLURM and TPU-pod launches by itself.')
@@ -56,6 +59,7 @@ def initialize_distributed(jax) -> None:
 
 def main(argv):
   del argv
+  cli.require(not (FLAGS.restart and FLAGS.mode == 'eval'), '--restart trains: it does not go with --mode=eval')
   import jax  # after absl has parsed flags, so XLA_FLAGS set by callers apply
   cli.use_compilation_cache()
   logging.set_verbosity(logging.WARNING)
@@ -69,7 +73,7 @@ def main(argv):
   if FLAGS.mode == 'eval':
     train.evaluate(config, FLAGS.workdir, show=lambda row: print(json.dumps(row), flush=True))
   else:
-    train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend)
+    train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend, restart=FLAGS.restart)
 
 
 def entry():
