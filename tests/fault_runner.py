@@ -31,6 +31,8 @@ def load(script):
 def run_case(path, module, request):
   from absl import flags
   flags.FLAGS.unparse_flags()
+  for name in [n for n in flags.FLAGS if '.' in n]:  # config_flags defines one per override at each parse
+    delattr(flags.FLAGS, name)
   saved_env, saved_cwd = dict(os.environ), os.getcwd()
   os.environ.update(request.get('env', {}))
   os.chdir(request.get('cwd', ROOT))
