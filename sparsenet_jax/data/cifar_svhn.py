@@ -251,6 +251,8 @@ def check_cache(name: str, path: str) -> Tuple[str, ...]:
       for member in z.infolist():
         with z.open(member) as f:
           shape, dtype = headers[member.filename[:-4]] = npy_header(f)
+          if dtype.hasobject:
+            raise ValueError(f'{member.filename} holds Python objects (never unpickled here)')
           if member.file_size - f.tell() != int(np.prod(shape)) * dtype.itemsize:
             raise ValueError(f'{member.filename} does not hold the {shape} array its header describes')
     with np.load(path, allow_pickle=False) as arrays:

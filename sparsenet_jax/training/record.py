@@ -147,6 +147,8 @@ def read_description(workdir: str) -> Optional[Description]:
   data = _read_json(path, _REWRITTEN)
   if data is None:
     return None
+  if not isinstance(data, dict):
+    raise RecordError(f'{path} holds a JSON {type(data).__name__}, not a run description; {_REWRITTEN}')
   try:
     description = Description.from_json(data)
     problem = description.problem()
@@ -170,7 +172,7 @@ def _read_json(path: str, advice: str) -> Any:
   except (FileNotFoundError, NotADirectoryError):
     return None
   except OSError as e:
-    raise RecordError(f'cannot read {path}: {e.strerror or e}') from None
+    raise RecordError(f'cannot read {path}: {e.strerror or e}; {advice}') from None
   try:
     return json.loads(data.decode('utf-8'))
   except UnicodeDecodeError as e:
