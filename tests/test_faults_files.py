@@ -115,6 +115,9 @@ def resumed_once(place):
 # The workdir's JSON files, through a resume (main.py).
 
 MAIN = [*TINY, '--workdir={run}']
+SWEEP = ['--sweep=' + os.path.join(ROOT, 'configs', 'sweeps', 'digits.py') + ':seeds=1', '--workdir={tmp}/sweep',
+         '--dry_run']
+SWEEP_RUN = 'digits_num_epochs1_seed0'  # the name the digits sweep gives its one run
 JSON_DAMAGE = [  # (what, prepare of the file NAME, the line says)
     ('not JSON', lambda n: write(n, b'{"model": '), 'is not JSON'),
     ('empty', lambda n: write(n, b''), 'is empty'),
@@ -155,6 +158,9 @@ WORKDIR = (
           prepare=damage, needs=('run',)) for what, damage, says in DESCRIPTION_DAMAGE] +
     [Case('main: metrics.jsonl a directory', 'main.py', MAIN, 2, 'cannot read .*/metrics.jsonl: Is a directory',
           prepare=directory('{run}/metrics.jsonl'), needs=('run',)),
+     Case('sweep: a run whose metrics.jsonl is a directory', 'sweep.py', SWEEP, 2,
+          f'error: cannot read .*/{SWEEP_RUN}/metrics.jsonl: Is a directory',
+          prepare=lambda p: os.makedirs(f'{p.tmp}/sweep/{SWEEP_RUN}/metrics.jsonl')),
      Case('main: starts.jsonl a directory, no checkpoints', 'main.py', MAIN, 2,
           'cannot read .*/starts.jsonl: Is a directory',
           prepare=both(unfinished, no_checkpoints, directory('{run}/starts.jsonl')), needs=('run',))]
@@ -433,9 +439,6 @@ LINE_DAMAGE = [  # (file, the line appended (bytes), the warning says)
     ('starts.jsonl', b'{"from_step": 0, "changes": [1]}\n', r'line 2: changes must map each field to \[before, af'),
     ('starts.jsonl', b'not json\n', 'line 2: not JSON'),
 ]
-SWEEP = ['--sweep=' + os.path.join(ROOT, 'configs', 'sweeps', 'digits.py') + ':seeds=1', '--workdir={tmp}/sweep',
-         '--dry_run']
-SWEEP_RUN = 'digits_num_epochs1_seed0'  # the name the digits sweep gives its one run
 
 
 def damaged_copies(damages):
@@ -561,3 +564,30 @@ def test_a_loss_that_diverges_before_the_first_checkpoint_says_there_is_none(fau
   last = result['stderr'].strip().splitlines()[-1]
   assert re.fullmatch(r'stopped: non-finite training loss at step \d+; no checkpoint was saved before it, so '
                       r'.*/w holds none to resume from', last), last
+
+
+def test_a_damaged_tfds_copy_is_named_and_passed_over(monkeypatch, tmp_path, capsys):
+  """A tfds copy whose records do not decode (array_record raises its own types) is named, and the
+  loader goes on as without one (here: offline, so it says what to download)."""
+  import sys  # pylint: disable=import-outside-toplevel
+  from sparsenet_jax.data import cifar_svhn  # pylint: disable=import-outside-toplevel
+  from sparsenet_jax.errors import DataError  # pylint: disable=import-outside-toplevel
+
+  class Damaged:
+    dataset_info = types.SimpleNamespace(features={'label': types.SimpleNamespace(num_classes=10, names=[])})
+
+    def __len__(self):
+      return 3
+
+    def __getitem__(self, i):
+      raise RuntimeError('DATA_LOSS: corrupted record at 12')
+  core = types.SimpleNamespace(DatasetNotFoundError=LookupError)
+  monkeypatch.setitem(sys.modules, 'tensorflow_datasets', types.SimpleNamespace(
+      core=core, data_source=lambda *a, **k: [Damaged(), Damaged()]))
+  os.makedirs(tmp_path / 'cifar10')
+  cfg = types.SimpleNamespace(data_dir=str(tmp_path), download=False, mirror=None)
+  with pytest.raises(DataError, match='cifar10 is not prepared in .* and dataset.download=False'):
+    cifar_svhn.load('cifar10', cfg, True)
+  assert capsys.readouterr().err == (f'not using the tfds copy: the tfds copy in {tmp_path}/cifar10 is damaged '
+                                     '(RuntimeError: DATA_LOSS: corrupted record at 12); delete it, or set '
+                                     'dataset.data_dir to a directory without it\n')
