@@ -5,7 +5,8 @@ r"""Train or evaluate SparseNet.
   python launch/main.py --config=configs/digits.py --workdir=runs/digits --mode=eval
 
 Every config field can be overridden: --config.num_epochs=1 --config.model.growth_rate=12.
-Started again with the same --workdir, a run resumes from its latest checkpoint.
+Started again with the same --workdir, a run resumes from its latest checkpoint; one whose checkpoints are
+gone is refused, and trained again from step 0 with --restart.
 """
 import json
 import os
