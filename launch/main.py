@@ -5,7 +5,8 @@ r"""Train or evaluate SparseNet.
   python launch/main.py --config=configs/digits.py --workdir=runs/digits --mode=eval
 
 Every config field can be overridden: --config.num_epochs=1 --config.model.growth_rate=12.
-Started again with the same --workdir, a run resumes from its latest checkpoint.
+Started again with the same --workdir, a run resumes from its latest checkpoint; one whose checkpoints are
+gone is refused, and trained again from step 0 with --restart.
 """
 import json
 import os
@@ -26,6 +27,9 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes if possibl
                   'checkpoint on the configured test split.')
 flags.DEFINE_bool('extend', False, 'Train a finished run further: needed when a finished workdir is '
                   'started again with a longer num_epochs / num_train_steps.')
+flags.DEFINE_bool('restart', False, 'Train again from step 0 a run whose checkpoints are gone (deleted or moved), '
+                  'which is refused without it; its config.json, run.json, metrics.jsonl and starts.jsonl are '
+                  'moved aside to FILE.before_restartN first.')
 cli.define_compilation_cache()
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0. Without it, JAX '
                     'detects SLURM and TPU-pod launches by itself.')
@@ -46,6 +50,7 @@ def check_flags() -> None:
   """Flags that do not go together or do not apply, refused before JAX starts."""
   cli.require(not (FLAGS.extend and FLAGS.mode == 'eval'), '--extend trains a finished run further; it does '
               'not apply to --mode=eval')
+  cli.require(not (FLAGS.restart and FLAGS.mode == 'eval'), '--restart trains: it does not go with --mode=eval')
   if FLAGS.process_id is not None:
     cli.require(FLAGS.num_processes is not None, f'--process_id={FLAGS.process_id} needs --num_processes')
     cli.require(FLAGS.process_id < FLAGS.num_processes, f'--process_id={FLAGS.process_id} must be below '
@@ -85,7 +90,7 @@ def main(argv):
   if FLAGS.mode == 'eval':
     train.evaluate(config, FLAGS.workdir, show=lambda row: print(json.dumps(row), flush=True))
   else:
-    train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend)
+    train.train_and_evaluate(config, FLAGS.workdir, extend=FLAGS.extend, restart=FLAGS.restart)
 
 
 def entry():

@@ -37,6 +37,11 @@ class WorkdirError(Failure, RuntimeError):
   """The workdir cannot be created or written; found before any work is done."""
 
 
+class RecordError(WorkdirError, ValueError):
+  """A file of a run's record (config.json, run.json, metrics.jsonl, starts.jsonl) that cannot be used; the
+  message names it. A ValueError too, so readers that skip an unreadable run (the report) skip it."""
+
+
 class CheckpointError(Failure, RuntimeError):
   """A checkpoint that cannot be used for this run."""
 

@@ -144,13 +144,15 @@ def test_exported_file_loads_and_predicts_without_training_code(run, tmp_path):
   assert result.returncode == 0, result.stderr
   shape, modules = json.loads(result.stdout)
   assert shape == [2, 10]
-  # The model core, the export module and the (pure) error classes only: no training, data, optimiser or
-  # checkpoint code.
-  assert modules == ['sparsenet_jax', 'sparsenet_jax.errors', 'sparsenet_jax.model',
+  # The model core, the export module, the (pure) error classes, the image decoder and the run description's
+  # checks (pure Python) only: no training loop, data source, optimiser or checkpoint code.
+  assert modules == ['sparsenet_jax', 'sparsenet_jax.data', 'sparsenet_jax.data.images', 'sparsenet_jax.errors',
+                     'sparsenet_jax.model',
                      'sparsenet_jax.model.connectivity',
                      'sparsenet_jax.model.counting', 'sparsenet_jax.model.kernels', 'sparsenet_jax.model.layers',
                      'sparsenet_jax.model.network', 'sparsenet_jax.model.scan', 'sparsenet_jax.model.spec',
-                     'sparsenet_jax.tools', 'sparsenet_jax.tools.export']
+                     'sparsenet_jax.tools', 'sparsenet_jax.tools.export', 'sparsenet_jax.training',
+                     'sparsenet_jax.training.description']
 
 
 def test_bad_inputs_are_one_line_errors(run, tmp_path):

@@ -110,7 +110,7 @@ def test_report_skips_an_unreadable_run_and_carries_on(finished, tmp_path):
                      capture_output=True, text=True, env=cpu_env(), timeout=300)
   assert r.returncode == 0, r.stderr
   lines = r.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith(f'skipped {root}/broken: cannot read its config.json')
+  assert len(lines) == 1 and lines[0].startswith(f'skipped {root}/broken: {root}/broken/config.json is not JSON')
   assert '1 runs in 1 groups, 1 finished' in open(root / 'report' / 'report.md').read()
 
 

@@ -158,6 +158,10 @@ def test_only_selects_runs(tmp_path):
 
 # Run states.
 
+# A finished run's last row as training writes it (a row without step, epoch or both eval fields is damaged).
+FINAL = {'step': 20, 'epoch': 2.0, 'eval_error': 0.05, 'eval_accuracy': 0.95, 'final': True}
+
+
 def write_metrics(workdir, rows, tail=''):
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
@@ -169,19 +173,20 @@ def test_status_of_fake_workdirs(tmp_path):
   empty = tmp_path / 'empty'
   empty.mkdir()
   assert record.status(str(empty)) == 'partial'
-  train_row = {'step': 10, 'train_loss': 1.0}
-  write_metrics(tmp_path / 'running', [train_row, {'step': 10, 'eval_error': 0.5}], tail='{"step": 2')
+  train_row = {'step': 10, 'epoch': 1.0, 'train_loss': 1.0}
+  evaluation = {'step': 10, 'epoch': 1.0, 'eval_error': 0.5, 'eval_accuracy': 0.5}
+  write_metrics(tmp_path / 'running', [train_row, evaluation], tail='{"step": 2')
   assert record.status(str(tmp_path / 'running')) == 'partial'
-  final = {'step': 20, 'eval_error': 0.25, 'eval_accuracy': 0.75, 'final': True}
+  final = {'step': 20, 'epoch': 2.0, 'eval_error': 0.25, 'eval_accuracy': 0.75, 'final': True}
   write_metrics(tmp_path / 'done', [train_row, final], tail='{"st')
   assert record.status(str(tmp_path / 'done')) == 'done'
   assert record.final_row(str(tmp_path / 'done')) == final
-  write_metrics(tmp_path / 'not_final', [{'step': 20, 'eval_error': 0.25, 'final': False}])
+  write_metrics(tmp_path / 'not_final', [dict(final, final=False)])
   assert record.status(str(tmp_path / 'not_final')) == 'partial'
 
 
 def test_dry_run_reports_states(tmp_path):
-  write_metrics(tmp_path / 'table3' / 'cifar10_v1_blocks8-12-16_seed0', [{'eval_error': 0.05, 'final': True}])
+  write_metrics(tmp_path / 'table3' / 'cifar10_v1_blocks8-12-16_seed0', [FINAL])
   (tmp_path / 'table3' / 'cifar10_v1_blocks12-12-12_seed0').mkdir()
   r = sweep_cli('--sweep=configs/sweeps/table3.py', f'--workdir={tmp_path / "table3"}', '--dry_run')
   assert r.returncode == 0, r.stderr

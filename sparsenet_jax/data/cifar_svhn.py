@@ -100,7 +100,10 @@ def offline_message(name: str, directory: str, missing: Sequence[Remote]) -> str
 def prepare(name: str, directory: str, allow_download: bool = True, mirror: Optional[str] = None) -> Prepared:
   """Makes DIRECTORY/NAME.npz unless it exists; one process per directory does it, the others wait."""
   cache = cache_path(directory, name)
+  if os.path.lexists(cache) and not os.path.isfile(cache):
+    raise DataError(f'{cache} is not a file (the prepared {name} goes there): move it aside and run again')
   if os.path.isfile(cache):
+    check_cache(name, cache)
     return Prepared(cache, (), {}, False)
   try:
     os.makedirs(directory, exist_ok=True)
@@ -108,6 +111,7 @@ def prepare(name: str, directory: str, allow_download: bool = True, mirror: Opti
     raise DataError(f'cannot create data directory {directory}: {download.reason(e)}') from e
   with download.locked(directory, name):
     if os.path.isfile(cache):  # another process prepared it while this one waited
+      check_cache(name, cache)
       return Prepared(cache, (), {}, False)
     downloads = os.path.join(directory, download.DOWNLOADS)
     download.remove_partial(directory, os.path.basename(cache))
@@ -222,27 +226,63 @@ def _write_cache(path: str, splits, class_names: Sequence[str]) -> None:
                     f'{download.megabytes(need)}: free space and run again') from e
 
 
-def read(name: str, path: str, need_test: bool) -> Loaded:
-  """The cached arrays; SVHN's train and extra are read straight into one array."""
+_CACHE_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def _damaged(name: str, path: str, why: str) -> DataError:
+  return DataError(f'the prepared {name} {path} is damaged ({why}); delete it and run again (or run '
+                   f'launch/prepare_data.py --dataset={name}) to prepare it anew')
+
+
+def check_cache(name: str, path: str) -> Tuple[str, ...]:
+  """The class names of a prepared cache, its arrays checked from their headers alone (no pixel is read):
+  every member there, this format's version, uint8 images N x 32 x 32 x 3 with one integer label each,
+  each member as long as its header says (a cut file fails here; changed bytes fail their CRC in `read`).
+  DataError naming the file and what to do otherwise."""
   layout = LAYOUTS[name]
+  splits = (*layout.train_splits, layout.test_split)
   try:
+    with zipfile.ZipFile(path) as z:
+      missing = [k for k in ('version', 'class_names', *(f'{s}_{a}' for s in splits for a in ('image', 'label')))
+                 if f'{k}.npy' not in z.namelist()]
+      if missing:
+        raise ValueError(f'it lacks {", ".join(missing)}')
+      headers = {}
+      for member in z.infolist():
+        with z.open(member) as f:
+          shape, dtype = headers[member.filename[:-4]] = npy_header(f)
+          if dtype.hasobject:
+            raise ValueError(f'{member.filename} holds Python objects (never unpickled here)')
+          if member.file_size - f.tell() != int(np.prod(shape)) * dtype.itemsize:
+            raise ValueError(f'{member.filename} does not hold the {shape} array its header describes')
     with np.load(path, allow_pickle=False) as arrays:
       version = int(arrays['version'])
       class_names = tuple(str(n) for n in arrays['class_names'])
-    if version != CACHE_VERSION:
-      raise ValueError(f'cache format {version}, this code reads {CACHE_VERSION}')
+  except _CACHE_ERRORS as e:
+    raise _damaged(name, path, f'{type(e).__name__}: {download.reason(e)}') from None
+  if version != CACHE_VERSION:
+    raise _damaged(name, path, f'cache format {version}, this code reads {CACHE_VERSION}')
+  for split in splits:
+    (images, image_dtype), (labels, label_dtype) = headers[f'{split}_image'], headers[f'{split}_label']
+    if (images[1:] != IMAGE_SHAPE or image_dtype != np.uint8 or labels != images[:1]
+        or not np.issubdtype(label_dtype, np.integer)):
+      raise _damaged(name, path, f'{split} holds {image_dtype} images {images} and {label_dtype} labels {labels}')
+  return class_names
 
-    def split(names):
-      return Split(_read_concatenated(path, [f'{s}_image' for s in names]),
-                   _read_concatenated(path, [f'{s}_label' for s in names]))
+
+def read(name: str, path: str, need_test: bool) -> Loaded:
+  """The cached arrays (`check_cache` first); SVHN's train and extra are read straight into one array."""
+  layout = LAYOUTS[name]
+  class_names = check_cache(name, path)
+
+  def split(names):
+    return Split(_read_concatenated(path, [f'{s}_image' for s in names]),
+                 _read_concatenated(path, [f'{s}_label' for s in names]))
+  try:
     train = split(layout.train_splits)
     test = split([layout.test_split]) if need_test else None
-  except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-    raise DataError(f'cannot read the prepared {name} {path} ({download.reason(e)}); delete it and run '
-                    'again to prepare it anew') from e
-  for part in filter(None, (train, test)):
-    if part.images.shape[1:] != IMAGE_SHAPE or part.images.dtype != np.uint8 or len(part.images) != len(part):
-      raise DataError(f'{path} holds images of {part.images.dtype} {part.images.shape}; delete it and run again')
+  except _CACHE_ERRORS as e:  # a member's bytes changed: zipfile's CRC check
+    raise _damaged(name, path, f'{type(e).__name__}: {download.reason(e)}') from None
   return Loaded(train=train, test=test, num_classes=layout.num_classes, class_names=class_names)
 
 

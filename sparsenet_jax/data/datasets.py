@@ -31,9 +31,9 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
-from PIL import Image
 
 from sparsenet_jax.data import cifar_svhn
+from sparsenet_jax.data import images as image_files
 from sparsenet_jax.data import stream
 from sparsenet_jax.data.base import AUGMENTATIONS, IMAGE_EXTENSIONS, DataError, Loaded, Split
 
@@ -333,11 +333,7 @@ def _peek_image_folder(cfg):
            if f.lower().endswith(IMAGE_EXTENSIONS)]
   if not files:
     raise DataError(f'no .png/.jpg/.jpeg images under {train}')
-  try:
-    with Image.open(files[0]) as image:
-      width, height = image.size
-  except (OSError, ValueError) as e:
-    raise DataError(f'cannot read {files[0]} as an image: {" ".join(str(e).split())}') from e
+  width, height = image_files.size(files[0])
   return (height, width, 3), len(classes), tuple(classes), len(files)
 
 
@@ -354,9 +350,8 @@ def _read_folder(split_dir: str, classes: Sequence[str], shape: Optional[tuple],
       if not file.lower().endswith(IMAGE_EXTENSIONS):
         continue
       try:
-        with Image.open(path) as image:
-          pixels = np.asarray(image.convert('RGB'), np.uint8)
-      except (OSError, ValueError):
+        pixels = image_files.read(path, 'RGB')
+      except image_files.ImageFileError:
         skipped.append(path)
         continue
       shape = shape or pixels.shape

@@ -40,10 +40,15 @@ def load(tfds_name: str, train_splits: Tuple[str, ...], test_split: str, data_di
     reason = ' '.join(str(e).split())[:200]
     raise DataError(f'{os.path.join(root(data_dir), tfds_name)} holds no readable ArrayRecord copy '
                     f'({type(e).__name__}: {reason})') from e
-  label = sources[0].dataset_info.features['label']
-  return Loaded(train=read_sources(sources[:len(train_splits)]),
-                test=read_sources(sources[len(train_splits):]) if need_test else None,
-                num_classes=label.num_classes, class_names=tuple(label.names))
+  try:
+    label = sources[0].dataset_info.features['label']
+    return Loaded(train=read_sources(sources[:len(train_splits)]),
+                  test=read_sources(sources[len(train_splits):]) if need_test else None,
+                  num_classes=label.num_classes, class_names=tuple(label.names))
+  except Exception as e:  # a damaged ArrayRecord file: array_record and tfds's decoders raise many types
+    reason = ' '.join(str(e).split())[:200]
+    raise DataError(f'the tfds copy in {os.path.join(root(data_dir), tfds_name)} is damaged ({type(e).__name__}: '
+                    f'{reason}); delete it, or set dataset.data_dir to a directory without it') from e
 
 
 def read_sources(sources: Sequence) -> Split:

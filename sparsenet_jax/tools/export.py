@@ -15,8 +15,9 @@ and loaded here with `allow_pickle=False`: it never holds Python objects):
     class_names: one per class, or [] when the data had none,
     mean, std: per channel, 0..255 pixel units: inputs are (pixels - mean) / std.
 
-Only model code is imported here, so a file can be used for inference without the training code,
-the data or the run's workdir: `model, variables, meta = load_exported(path)`, then `predict`.
+Only model code, the run description's checks (pure Python) and the image decoder are imported here, so
+a file can be used for inference without the training code, the data or the run's workdir:
+`model, variables, meta = load_exported(path)`, then `predict`.
 """
 from __future__ import annotations
 
@@ -28,13 +29,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
-from PIL import ImageOps
 
+from sparsenet_jax.data import images as image_files
 from sparsenet_jax.errors import ExportError
 from sparsenet_jax.model import counting
 from sparsenet_jax.model import network
 from sparsenet_jax.model.spec import ModelSpec
+from sparsenet_jax.training import description
 
 FORMAT = 'sparsenet_jax.export'
 FORMAT_VERSION = 1
@@ -132,21 +133,48 @@ def load_exported(path: str) -> Tuple[network.SparseNet, Dict[str, Any], Dict[st
     raise ExportError(f'cannot read {path} as an exported model: {" ".join(str(e).split())}') from e
   if META_KEY not in arrays:
     raise ExportError(f'{path} is an .npz but not an exported model (it has no {META_KEY})')
-  meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
-  if meta.get('format') != FORMAT or meta.get('format_version') != FORMAT_VERSION:
-    raise ExportError(f'{path} is format {meta.get("format")!r} version {meta.get("format_version")}; '
-                      f'this code reads {FORMAT!r} version {FORMAT_VERSION}')
-  try:
-    model = network.make(ModelSpec.from_json(meta['model']).canonical())
-  except (TypeError, ValueError) as e:
-    raise ExportError(f'{path}: its model cannot be built by this version of sparsenet_jax: {e}') from e
+  meta = _header(path, arrays.pop(META_KEY))
+  model = network.make(ModelSpec.from_json(meta['model']).canonical())  # `_header` built it once
   shapes = counting.abstract_variables(model, tuple(meta['image_shape']))
   want = {p: tuple(v.shape) for p, v in leaves(dict(shapes)).items()}
   have = {p: tuple(v.shape) for p, v in arrays.items()}
   if want != have:
     first = sorted(set(want.items()) ^ set(have.items()))[0][0]
-    raise ExportError(f'{path}: its variables do not fit its model (first difference: {first})')
+    shown = {p: list(s) if s else 'missing' for p, s in (('want', want.get(first)), ('have', have.get(first)))}
+    raise ExportError(f'{path}: its variables do not fit the model its header describes ({first}: the model '
+                      f'has {shown["want"]}, the file {shown["have"]}); export it again')
+  for name, array in arrays.items():
+    if not np.issubdtype(array.dtype, np.floating):
+      raise ExportError(f'{path}: {name} is {array.dtype}, not floating point; export it again')
+    if not np.all(np.isfinite(array)):
+      raise ExportError(f'{path}: {name} holds NaN or infinite values (a damaged file, or a model that '
+                        'diverged); export a good checkpoint again')
   return model, _nest(arrays), meta
+
+
+def _header(path: str, raw: np.ndarray) -> Dict[str, Any]:
+  """The `__meta__` of an exported file, checked as a run description is (`Description.problem`): JSON,
+  this format, every field, a model this version builds, statistics and class names that fit it."""
+  try:
+    meta = json.loads(raw.tobytes().decode('utf-8'))
+  except ValueError as e:  # UnicodeDecodeError too
+    raise ExportError(f'{path}: its {META_KEY} is not a JSON header ({" ".join(str(e).split())}); '
+                      'the file is damaged: export it again') from None
+  if not isinstance(meta, dict):
+    raise ExportError(f'{path}: its {META_KEY} holds a JSON {type(meta).__name__}, not a header; export it again')
+  if meta.get('format') != FORMAT or meta.get('format_version') != FORMAT_VERSION:
+    raise ExportError(f'{path} is format {meta.get("format")!r} version {meta.get("format_version")}; '
+                      f'this code reads {FORMAT!r} version {FORMAT_VERSION}')
+  missing = [f for f in META_FIELDS if f not in meta]
+  if missing:
+    raise ExportError(f'{path}: its {META_KEY} lacks {", ".join(missing)}; export it again')
+  try:
+    problem = description.Description.from_json(meta).problem()
+  except (TypeError, ValueError) as e:
+    problem = str(e)
+  if problem:
+    raise ExportError(f'{path}: its {META_KEY} is unusable: {problem}; export it again')
+  return meta
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -157,21 +185,18 @@ def load_image(path: str, image_shape: Sequence[int]) -> np.ndarray:
   """An image file of any size as the model saw its training images: uint8 (H, W, C).
 
   Resized (bilinear, antialiased when shrinking) to the training size and converted to grayscale or
-  RGB to match the training channels; EXIF orientation is applied first, as a viewer would.
+  RGB to match the training channels; EXIF orientation is applied first, as a viewer would. A file that
+  cannot be decoded (`images.read`: not an image, cut short, empty, over the decoder's limit) is an
+  ExportError.
   """
   height, width, channels = image_shape
   mode = {1: 'L', 3: 'RGB'}.get(channels)
   if mode is None:
     raise ExportError(f'the model takes {channels}-channel images; image files give 1 (grayscale) or 3 (RGB)')
   try:
-    with Image.open(path) as image:
-      image = ImageOps.exif_transpose(image).convert(mode)
-      if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-      pixels = np.asarray(image, np.uint8)
-  except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
-    raise ExportError(f'cannot read {path} as an image: {" ".join(str(e).split())}') from e
-  return pixels.reshape(height, width, channels)
+    return image_files.read(path, mode, size=(width, height), orient=True)
+  except image_files.ImageFileError as e:
+    raise ExportError(str(e)) from None
 
 
 def logits(model: network.SparseNet, variables: Mapping[str, Any], meta: Mapping[str, Any],

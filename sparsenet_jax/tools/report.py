@@ -86,11 +86,8 @@ def normalize(config: Mapping[str, Any], description: Optional[record.Descriptio
 
 
 def read_run(workdir: str, name: str) -> Run:
-  """ValueError naming the file (config.json or run.json) that cannot be read."""
-  try:
-    config = record.read_config(workdir)
-  except (OSError, ValueError, UnicodeDecodeError) as e:
-    raise ValueError(f'cannot read its {record.CONFIG} ({type(e).__name__}: {" ".join(str(e).split())})') from None
+  """errors.RecordError (a ValueError) naming the file of the record that cannot be used and why."""
+  config = record.read_config(workdir)
   description = record.read_description(workdir)
   return Run(workdir, name, normalize(config, description), record.raw_rows(workdir),
              tuple(record.starts(workdir)), description, record.identity(config, description))
@@ -104,7 +101,7 @@ def find_runs(root: str, warn: Callable[[str], None] = lambda line: print(line, 
     name = os.path.relpath(workdir, root)
     try:
       found.append(read_run(workdir, os.path.basename(os.path.abspath(root)) if name == '.' else name))
-    except (OSError, ValueError, UnicodeDecodeError) as e:
+    except (OSError, ValueError) as e:  # errors.RecordError naming the file, or a file gone since
       warn(f'skipped {workdir}: {" ".join(str(e).split())}')
   return found
 

@@ -35,11 +35,33 @@ from sparsenet_jax.training import record
 FAILED = 'checkpoints_failed'  # where training moves checkpoints that fail verification (never deleted)
 
 
+def directory(workdir: str) -> str:
+  """WORKDIR/checkpoints, absolute; CheckpointError when something other than a directory is there (Orbax
+  would fail on it in many lines, or start the run again from step 0)."""
+  path = os.path.abspath(os.path.join(workdir, record.CHECKPOINTS))
+  if os.path.lexists(path) and not os.path.isdir(path):
+    kind = 'a link to nothing' if os.path.islink(path) else 'a file'
+    raise CheckpointError(f'{path} is {kind}, not a directory of checkpoints: move it aside (put the '
+                          'checkpoints back there to resume)')
+  return path
+
+
 def manager(workdir: str, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
-  directory = os.path.abspath(os.path.join(workdir, record.CHECKPOINTS))
+  directory_ = directory(workdir)
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
                                          cleanup_tmp_directories=not read_only)
-  return ocp.CheckpointManager(directory, options=options, item_names=('state', 'meta'))
+  return ocp.CheckpointManager(directory_, options=options, item_names=('state', 'meta'))
+
+
+def saved_steps(workdir: str) -> List[int]:
+  """The complete checkpoints' steps in WORKDIR/checkpoints, oldest first; nothing is created."""
+  if not os.path.isdir(directory(workdir)):
+    return []
+  mgr = manager(workdir, read_only=True)
+  try:
+    return sorted(mgr.all_steps())
+  finally:
+    mgr.close()
 
 
 def first_line(e: Exception) -> str:

@@ -1,10 +1,8 @@
 """A run's record in its workdir: `config.json`, `run.json`, `metrics.jsonl`, `starts.jsonl`, the final row
 and the run's status.
 
-`run.json` is the run's description (`Description`): the model the config resolved to and the facts of
-the data it trains on (fingerprint, shape, classes, statistics, sizes), written at every start; the
-checkpoints embed the same description. Everything that reads a run (resume, eval, report, sweeps,
-export, predict) reads it instead of re-deriving it from the config.
+`run.json` is the run's description (`description.Description`, also `record.Description`): the model
+the config resolved to and the facts of the data it trains on, written at every start.
 
 `starts.jsonl` has one line per start of the run (`from_step`, and the config fields that changed since
 the previous start, `{field: [before, after]}`): `config.json` is the latest start's config, and the
@@ -15,19 +13,22 @@ resume may change only fields outside it or extend training (`LENGTH`); the repo
 less the seed.
 
 The one module that knows these files; training writes through it, the report and sweeps read through
-it. Pure Python (no JAX), so reading a thousand runs costs nothing.
+it. Each is checked as it is read: a file that cannot be used is a RecordError naming it and what is wrong;
+a damaged line of a JSON-lines file (`jsonl`) is skipped with a warning, a row that lacks what its readers
+need (`row_problem`, `start_problem`) too. Pure Python (no JAX), so reading a thousand runs costs nothing.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from sparsenet_jax.errors import DriftError
+from sparsenet_jax.errors import DriftError, RecordError
 from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
+from sparsenet_jax.training import jsonl
+from sparsenet_jax.training.description import Description, is_integer, is_number  # noqa: F401 (a name of record)
 
 CONFIG = 'config.json'
 DESCRIPTION = 'run.json'
@@ -51,51 +52,6 @@ RESUMABLE = NEUTRAL + LENGTH
 # Runs that differ only in these (and in NEUTRAL fields) repeat one experiment: one row of the report.
 REPLICATE = ('seed',)
 _FILES = ('dataset.train_path', 'dataset.test_path', 'dataset.root')  # where a file's content is read
-
-
-@dataclasses.dataclass(frozen=True)
-class Description:
-  """What a run trains, resolved once at its start: the model and the facts of its data.
-
-  JSON-ready and flat, so a checkpoint's meta embeds it as it is (`to_json`), and an exported model's
-  header carries the fields that inference needs.
-  """
-  preset: Optional[str]
-  model: Dict[str, Any]  # ModelSpec.architecture() of the resolved model
-  dataset: str
-  fingerprint: Optional[str]  # of the pixels and labels trained and evaluated on (datasets.Dataset)
-  image_shape: List[int]
-  num_classes: int
-  class_names: List[str]
-  mean: List[float]  # normalisation, per channel, 0..255 pixel units
-  std: List[float]
-  augment: Optional[str]
-  train_size: Optional[int]
-  steps_per_epoch: Optional[int]
-
-  @property
-  def spec(self) -> spec_lib.ModelSpec:
-    """The trained model, unrolled (the canonical layout)."""
-    return spec_lib.ModelSpec.from_json(self.model)
-
-  def to_json(self) -> Dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_json(cls, data: Mapping[str, Any]) -> 'Description':
-    """From `to_json` output, a checkpoint's meta (extra keys ignored) or an exported file's header;
-    fields that older files lack are None. ValueError if it describes no model."""
-    if not isinstance(data, Mapping) or not isinstance(data.get('model'), Mapping):
-      raise ValueError('it holds no model description')
-    model = dict(data['model'])
-    if 'num_classes' not in model and 'num_classes' in data:  # checkpoints before the canonical layout
-      model['num_classes'] = data['num_classes']
-    values = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
-    values['model'] = model
-    values['num_classes'] = model.get('num_classes')
-    for name in ('image_shape', 'class_names', 'mean', 'std'):
-      values[name] = list(values[name] or [])
-    return cls(**values)
 
 
 def identity(config: Mapping[str, Any], description: Optional[Description] = None) -> Dict[str, Any]:
@@ -150,8 +106,6 @@ def check_resume(workdir: str, config: Mapping[str, Any], extend: bool = False) 
     recorded = read_config(workdir)
   except (FileNotFoundError, NotADirectoryError):  # a new run (or no workdir at all: found later)
     return {}
-  except (OSError, ValueError) as e:
-    raise DriftError(f'cannot read the recorded {config_path(workdir)} ({e}); use another --workdir') from None
   description = read_description(workdir)
   was_id, now_id = identity(recorded, description), identity(config, description)
   for field in sorted(set(was_id) | set(now_id)):
@@ -188,36 +142,66 @@ def write_description(workdir: str, description: Description) -> None:
 
 def read_description(workdir: str) -> Optional[Description]:
   """The run's description, or None for a run that has none (not started, or older than run.json).
-  ValueError naming the file if it is there but unreadable."""
+  RecordError naming the file and what is wrong if it is there but unusable (`Description.problem`)."""
   path = os.path.join(workdir, DESCRIPTION)
+  data = _read_json(path, _REWRITTEN)
+  if data is None:
+    return None
+  if not isinstance(data, dict):
+    raise RecordError(f'{path} holds a JSON {type(data).__name__}, not a run description; {_REWRITTEN}')
   try:
-    with open(path) as f:
-      return Description.from_json(json.load(f))
+    description = Description.from_json(data)
+    problem = description.problem()
+  except (TypeError, ValueError) as e:
+    problem = str(e)
+  if problem:
+    raise RecordError(f'{path} is damaged: {problem}; {_REWRITTEN}')
+  return description
+
+
+_REWRITTEN = 'delete it, and the next start of the run writes it again'
+_RESTORE = 'restore it from a copy, or start the run again in another workdir'
+
+
+def _read_json(path: str, advice: str) -> Any:
+  """The JSON value in `path`, None if there is no file; RecordError naming it, what is wrong and
+  `advice` if it cannot be read."""
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
   except (FileNotFoundError, NotADirectoryError):
     return None
-  except (OSError, ValueError, TypeError) as e:
-    raise ValueError(f'cannot read the run description {path}: {" ".join(str(e).split())}') from None
+  except OSError as e:
+    raise RecordError(f'cannot read {path}: {e.strerror or e}; {advice}') from None
+  try:
+    return json.loads(data.decode('utf-8'))
+  except UnicodeDecodeError as e:
+    raise RecordError(f'{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); '
+                      f'{advice}') from None
+  except ValueError as e:
+    what = 'empty' if not data.strip() else f'not JSON ({e})'
+    raise RecordError(f'{path} is {what}; {advice}') from None
 
 
 def append_start(workdir: str, from_step: int, diff: Mapping[str, Tuple[Any, Any]]) -> None:
-  with open(os.path.join(workdir, STARTS), 'a') as f:
-    f.write(json.dumps({'time': time.strftime('%Y-%m-%dT%H:%M:%S'), 'from_step': from_step,
-                        'changes': {k: list(v) for k, v in diff.items()}}) + '\n')
+  jsonl.append(os.path.join(workdir, STARTS), {'time': time.strftime('%Y-%m-%dT%H:%M:%S'), 'from_step': from_step,
+                                              'changes': {k: list(v) for k, v in diff.items()}})
+
+
+def start_problem(row: Mapping[str, Any]) -> Optional[str]:
+  """What makes a line of starts.jsonl unusable: a step that is not a count, changes not {field: [a, b]}."""
+  if not is_integer(row.get('from_step'), 0):
+    return f'from_step must be an integer >= 0, got {row.get("from_step")!r}'
+  changes = row.get('changes', {})
+  if not isinstance(changes, dict) or not all(isinstance(v, list) and len(v) == 2 for v in changes.values()):
+    return 'changes must map each field to [before, after]'
+  return None
 
 
 def starts(workdir: str) -> List[Dict[str, Any]]:
-  """Every recorded start, oldest first (none for runs older than the record of starts)."""
-  out = []
-  try:
-    with open(os.path.join(workdir, STARTS)) as f:
-      for line in f:
-        try:
-          out.append(json.loads(line))
-        except ValueError:
-          continue
-  except FileNotFoundError:
-    pass
-  return out
+  """Every recorded start, oldest first (none for runs older than the record of starts); damaged lines
+  are skipped with a warning."""
+  return jsonl.read(os.path.join(workdir, STARTS), start_problem)
 
 
 def config_path(workdir: str) -> str:
@@ -240,41 +224,67 @@ def write_config(workdir: str, config_json: str) -> None:
   _write_atomically(config_path(workdir), config_json)
 
 
+# The fields of config.json its readers (a resume, the report, sweeps) rely on: (field, a test, what it must
+# be, required); the others are compared as written.
+_CONFIG_FIELDS = (('model.name', lambda v: isinstance(v, str), 'a preset name', True),
+                  ('dataset.name', lambda v: isinstance(v, str), 'a dataset name', True),
+                  ('num_epochs', is_number, 'a number', True),
+                  ('num_train_steps', is_integer, 'an integer', False),
+                  ('seed', is_integer, 'an integer', False))
+
+
 def read_config(workdir: str) -> Dict[str, Any]:
-  """config.json as a nested dict; OSError or ValueError if it is missing or unreadable."""
-  with open(config_path(workdir)) as f:
-    config = json.load(f)
+  """config.json as a nested dict; FileNotFoundError (or NotADirectoryError) if there is none, RecordError
+  naming the file and the field if it is there but unusable."""
+  path = config_path(workdir)
+  config = _read_json(path, _RESTORE)
+  if config is None:
+    raise FileNotFoundError(2, 'No such file', path)
   if not isinstance(config, dict):
-    raise ValueError(f'{config_path(workdir)} does not hold a JSON object')
+    raise RecordError(f'{path} holds a JSON {type(config).__name__}, not a config object; {_RESTORE}')
+  flat = flatten(config)
+  for field, test, what, required in _CONFIG_FIELDS:
+    if (field in flat or required) and not test(flat.get(field)):
+      shown = f'has {flat[field]!r}' if field in flat else 'lacks it'
+      raise RecordError(f'{path}: {field} must be {what}, the file {shown}; {_RESTORE}')
   return config
 
 
 def append_row(workdir: str, row: Mapping[str, Any]) -> None:
-  with open(metrics_path(workdir), 'a') as f:
-    f.write(json.dumps(dict(row)) + '\n')
+  jsonl.append(metrics_path(workdir), row)
+
+
+# Numbers a metrics row may hold, as the readers use them; non-finite values are written as strings.
+_ROW_NUMBERS = ('epoch', 'train_loss', 'train_accuracy', 'learning_rate', 'eval_loss', 'eval_accuracy',
+                'eval_error', 'final_train_error', 'final_train_loss')
+
+
+def row_problem(row: Mapping[str, Any]) -> Optional[str]:
+  """What makes a metrics row unusable to its readers, or None: every row has an integer `step` >= 0 and
+  a number `epoch`, an evaluation both `eval_error` and `eval_accuracy`, `final` is true or false."""
+  if not is_integer(row.get('step'), 0):
+    return f'step must be an integer >= 0, got {row.get("step")!r}'
+  for key in ('epoch', 'eval_error', 'eval_accuracy') if _kind(row) != 'train' else ('epoch',):
+    if key not in row:
+      return f'it lacks {key}'
+  for key in _ROW_NUMBERS:
+    if key in row and not is_number(row[key]):
+      return f'{key} must be a number, got {row[key]!r}'
+  if 'final' in row and not isinstance(row['final'], bool):
+    return f'final must be true or false, got {row["final"]!r}'
+  return None
 
 
 def raw_rows(workdir: str) -> List[Dict[str, Any]]:
-  """Every row of metrics.jsonl in file order (a torn last line from a killed process is skipped)."""
-  rows = []
-  try:
-    with open(metrics_path(workdir)) as f:
-      for line in f:
-        try:
-          row = json.loads(line)
-        except ValueError:
-          continue
-        if isinstance(row, dict):
-          rows.append(row)
-  except (FileNotFoundError, NotADirectoryError):
-    pass
-  return rows
+  """Every usable row of metrics.jsonl in file order; a cut or damaged line (a killed process's last
+  write, a damaged disk) is skipped with a warning (`jsonl.read`)."""
+  return jsonl.read(metrics_path(workdir), row_problem)
 
 
 def _kind(row: Mapping[str, Any]) -> str:
   if row.get('mode') == 'eval':
     return 'eval_mode'
-  return 'eval' if 'eval_error' in row or 'eval_accuracy' in row else 'train'
+  return 'eval' if 'eval_error' in row or 'eval_accuracy' in row or 'final' in row else 'train'
 
 
 def select(rows: List[Dict[str, Any]], kind: str) -> List[Dict[str, Any]]:
@@ -301,8 +311,33 @@ def status(workdir: str) -> str:
   return 'partial' if os.path.isdir(workdir) else 'new'
 
 
-def has_checkpoints(workdir: str) -> bool:
-  return os.path.isdir(os.path.join(workdir, CHECKPOINTS))
+def progress(workdir: str, first_save: int, checkpoints_removed: bool) -> Optional[str]:
+  """Where the record shows that the run had a checkpoint, or None: a start from a step > 0, a training
+  row past the first step the schedule saves (`first_save`), or any training row when the checkpoints
+  directory itself is gone (a run killed before its first save has rows but never had a checkpoint)."""
+  resumed = [s['from_step'] for s in starts(workdir) if s['from_step'] > 0]
+  if resumed:
+    return f'{os.path.join(workdir, STARTS)} records a start from step {max(resumed)}'
+  last = max((r['step'] for r in raw_rows(workdir) if _kind(r) != 'eval_mode'), default=0)
+  if last > first_save or (checkpoints_removed and last > 0):
+    return f'{metrics_path(workdir)} records training up to step {last}'
+  return None
+
+
+def start_over(workdir: str) -> List[str]:
+  """Moves the record's files aside (FILE -> FILE.before_restartN, N the first unused), so that the
+  run starts as a new one; nothing is deleted. The names moved to."""
+  files = (CONFIG, DESCRIPTION, METRICS, STARTS)
+  n = 1
+  while any(os.path.lexists(os.path.join(workdir, f'{f}.before_restart{n}')) for f in files):
+    n += 1
+  moved = []
+  for f in files:
+    path = os.path.join(workdir, f)
+    if os.path.lexists(path):
+      os.replace(path, f'{path}.before_restart{n}')
+      moved.append(f'{path}.before_restart{n}')
+  return moved
 
 
 def find_runs(root: str) -> List[str]:

@@ -6,6 +6,7 @@ config nor an optimiser is needed: the checkpoint says what was trained. The rea
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
@@ -27,7 +28,7 @@ def restore_run(workdir: str, expect: Optional[Callable[[record.Description], Mo
   checkpoint of another architecture (layout fields may differ). Raises checkpoints.CheckpointError with
   a one-line message.
   """
-  if not record.has_checkpoints(workdir):
+  if not os.path.isdir(checkpoints.directory(workdir)):  # CheckpointError when a file is there
     raise checkpoints.CheckpointError(f'no checkpoints in {workdir}: train first (--mode=train)')
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from sparsenet_jax import signals
 from sparsenet_jax.data import datasets
-from sparsenet_jax.errors import NonFiniteLossError, PreemptedError, WorkdirError
+from sparsenet_jax.errors import ArgumentError, CheckpointError, NonFiniteLossError, PreemptedError, WorkdirError
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
@@ -120,17 +120,21 @@ def check_workdir(workdir: str) -> None:
     raise WorkdirError(f'cannot write to workdir {workdir}: {e.strerror or e}') from None
 
 
-def train_and_evaluate(config, workdir: str, extend: bool = False) -> Dict[str, Any]:
+def train_and_evaluate(config, workdir: str, extend: bool = False, restart: bool = False) -> Dict[str, Any]:
   """Trains per `config`, resuming from the latest checkpoint in `workdir`; returns the final eval row.
 
   A resume may change only the fields `record.RESUMABLE` names (a finished run is trained further only
-  with `extend`); others raise record.DriftError before anything is written. A run that fails before it
-  recorded anything removes the workdir it created, so no empty workdir is left behind. Another command
-  in `workdir` refuses it (workdir_lock), before anything is read or written.
+  with `extend`); others raise record.DriftError before anything is written. A run whose record shows a
+  checkpoint that is gone is refused, unless `restart`: then its record is moved aside and it starts
+  again from step 0. A run that fails before it recorded anything removes the workdir it created, so no
+  empty workdir is left behind. Another command in `workdir` refuses it (workdir_lock), before anything
+  is read or written.
   """
   created = not os.path.exists(workdir)
   check_workdir(workdir)
   with _workdir_held(workdir, 'train'):
+    if restart:
+      start_over(workdir)
     return _start(config, workdir, extend, created)
 
 
@@ -150,6 +154,22 @@ def _start(config, workdir: str, extend: bool, created: bool) -> Dict[str, Any]:
     if isinstance(e, KeyboardInterrupt):
       raise _interrupted(e, workdir) from None
     raise
+
+
+def start_over(workdir: str) -> None:
+  """`--restart`: a run whose checkpoints are gone starts again from step 0, its record moved aside."""
+  saved = checkpoints.saved_steps(workdir)
+  if saved:
+    raise ArgumentError(f'--restart starts again only a run whose checkpoints are gone, but '
+                        f'{checkpoints.directory(workdir)} holds step {saved[-1]}: leave out --restart to '
+                        'resume it, or use another --workdir')
+  if jax.process_index() == 0 and os.path.isdir(workdir):
+    moved = record.start_over(workdir)
+    if moved:
+      metrics_lib.Progress(0, 0).message(f'--restart: starting {workdir} again from step 0; its record was '
+                                         f'moved aside to {", ".join(os.path.basename(m) for m in moved)}')
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('sparsenet_restart')
 
 
 def _nothing_recorded(workdir: str, created: bool) -> bool:
@@ -194,6 +214,14 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
     return steps.create_train_state(config.seed, network.make(s), tx, image_shape, mesh, abstract=True)
 
   # Checkpoints and metrics.
+  if not checkpoints.saved_steps(workdir):
+    first_save = min(config.checkpoint_every_epochs * steps_per_epoch, total_steps)
+    removed = not os.path.lexists(os.path.join(workdir, record.CHECKPOINTS))
+    evidence = record.progress(workdir, first_save, removed)
+    if evidence:
+      raise CheckpointError(f'{evidence}, but {checkpoints.directory(workdir)} holds no checkpoint (deleted or '
+                            'moved?): put them back to resume, or add --restart to train it again from step 0 '
+                            '(its record is kept, moved aside)')
   mgr = checkpoints.manager(workdir, config.keep_checkpoints)
   if mgr.latest_step() is not None:
     state, _, failed = checkpoints.restore(mgr, abstract_state, spec, image_shape, mesh)
@@ -249,8 +277,10 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
     if not np.all(np.isfinite(losses)):
       bad = step - len(rows) + 1 + int(np.argmin(np.isfinite(losses)))
       checkpoints.wait(mgr)
-      raise NonFiniteLossError(f'non-finite training loss at step {bad}; the last good checkpoint '
-                               f'(step {mgr.latest_step()}) in {workdir} is kept')
+      latest = mgr.latest_step()
+      kept = (f'the last good checkpoint (step {latest}) in {workdir} is kept' if latest is not None else
+              f'no checkpoint was saved before it, so {workdir} holds none to resume from')
+      raise NonFiniteLossError(f'non-finite training loss at step {bad}; {kept}')
     means = {'train_loss': float(np.mean(losses)),
              'train_accuracy': float(np.mean([r['train_accuracy'] for r in rows]))}
     timed = len(rows) - untimed
