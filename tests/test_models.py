@@ -48,7 +48,7 @@ def test_densenet_presets_match_the_printed_figure(name):
   # The DenseNet papers print 0.8M, 1.0M: one decimal, so agreement is at that precision.
   params = preset_params(name)
   paper = presets.paper_params(name)
-  assert round(params / 1e6, 1) == pytest.approx(paper / 1e6)
+  assert round(params / 1e6, 1) == pytest.approx(round(paper / 1e6, 1))  # torchvision's: exact
 
 
 @pytest.mark.parametrize('blocks,paper', [((8, 12, 16), 578e6), ((12, 12, 12), 849e6)])
