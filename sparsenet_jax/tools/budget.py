@@ -10,7 +10,7 @@ with bottlenecks (L = 6 * layers_per_block + 4) the 28-layer model tops out near
 from __future__ import annotations
 
 import functools
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from sparsenet_jax.model import counting
 from sparsenet_jax.model import presets
@@ -132,14 +132,13 @@ def imagenet_params(blocks: Tuple[int, ...], growth_rate: int, path: Optional[in
 
 
 def imagenet_candidates(target: int, depths=tuple(IMAGENET_DEPTHS), growth_rates=IMAGENET_GROWTH_RATES
-                        ) -> List[Match]:
-  """For each (depth, growth rate) the path closest to `target` parameters, the wider searches bounded by
-  the narrower answers as in `fig11_matches`."""
-  out = []
+                        ) -> Iterator[Match]:
+  """For each (depth, growth rate) the path closest to `target` parameters, yielded as found (each costs
+  several abstract inits, seconds each), the wider searches bounded by the narrower answers as in
+  `fig11_matches`."""
   for layers in depths:
     blocks, bound = IMAGENET_DEPTHS[layers], None
     for k in sorted(growth_rates):
       m = path_match(lambda p: imagenet_params(blocks, k, p), layers, k, blocks, target, bound)
       bound = m.path + 1
-      out.append(m)
-  return out
+      yield m
