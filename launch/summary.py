@@ -25,7 +25,8 @@ from sparsenet_jax.model import spec as spec_lib
 flags.DEFINE_string('model', 'sparsenet_abc_v1', 'A preset name, "all", "fig3" (the paper\'s Fig. 3 '
                     'networks, presets.FIG3, beside DenseNet-40) or "imagenet_budget" (budget.imagenet_candidates '
                     'at 224 px: minutes).')
-flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
+flags.DEFINE_integer('num_classes', None, 'Classifier outputs; default: the preset\'s (10, or 1000 for the '
+                     'ImageNet presets).')
 flags.DEFINE_list('blocks', None, 'Layers per block, e.g. 12,12,12.')
 flags.DEFINE_integer('growth_rate', None, 'k.')
 flags.DEFINE_string('path', None, 'Connections kept per layer; "none" for DenseNet.')
@@ -33,7 +34,8 @@ flags.DEFINE_integer('near', None, 'How many of the path + 2 groups are the near
 flags.DEFINE_enum('connectivity', None, list(connectivity.PATTERNS), 'Connection pattern.')
 flags.DEFINE_bool('scan', False, 'Print how each block runs with model.scan (which layers are scanned).')
 flags.DEFINE_integer('scan_chunk', None, 'Growing layers per scan (with --scan).')
-flags.DEFINE_integer('image_size', 32, 'Input height and width.')
+flags.DEFINE_integer('image_size', None, 'Input height and width; default: 224 for models with the ImageNet '
+                     'stem, else 32.')
 flags.DEFINE_bool('json', False, 'One JSON object per line instead of a table.')
 flags.DEFINE_string('draw', None, 'Write the connection pattern of the model to this PNG.')
 FLAGS = flags.FLAGS
@@ -58,7 +60,7 @@ def check_flags():
 
 
 def overrides():
-  o = {'num_classes': FLAGS.num_classes}
+  o = {} if FLAGS.num_classes is None else {'num_classes': FLAGS.num_classes}
   if FLAGS.blocks is not None:
     o['blocks'] = tuple(int(b) for b in FLAGS.blocks)  # integers: cli.positive refused anything else
   if FLAGS.growth_rate is not None:
@@ -147,7 +149,8 @@ def imagenet_budget_lines():
 
 def row(name, model, o):
   from sparsenet_jax.model import counting  # pylint: disable=import-outside-toplevel
-  r = counting.summarize(model, (FLAGS.image_size, FLAGS.image_size, 3))
+  size = FLAGS.image_size or (224 if model.spec.stem == 'imagenet' else 32)
+  r = counting.summarize(model, (size, size, 3))
   paper = presets.paper_params(name) if name in presets.PRESETS and model.spec == presets.get(name) else None
   return {'model': name, 'params': r['params'], 'flops': r['flops'], 'xla_flops': r['xla_flops'],
                  'paper_params': paper}

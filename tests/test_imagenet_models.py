@@ -18,6 +18,7 @@ from sparsenet_jax.model import counting
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.model.spec import ModelSpec
+from sparsenet_jax.tools import budget
 from sparsenet_jax.tools import report
 from sparsenet_jax.tools import sweep_models
 from sparsenet_jax.tools import sweeps
@@ -157,3 +158,15 @@ def test_the_report_shows_top5_beside_top1_and_torchvisions_number(tmp_path):
   row, = report.tabulate(report.group_runs(report.find_runs(str(tmp_path))), no_cost)
   line = report.table_markdown([row]).splitlines()[2]
   assert '| densenet_121 | 90 epochs | 1 | 25.00 (top-5 7.80) | 25.35 | -0.35 |' in line
+
+
+def test_the_sparsenet_imagenet_presets_are_the_budget_solvers_picks():
+  """Each is SparseNet-bc on the ImageNet stem (budget.imagenet_spec) at the path the solver picks for its
+  DenseNet's budget; the 121 one is solved again here (the 169 one costs as much again: its count is checked)."""
+  for name, (blocks, k, path) in presets.IMAGENET_SPARSENETS.items():
+    assert presets.get(name) == budget.imagenet_spec(blocks, k, path)
+  blocks, k, path = presets.IMAGENET_SPARSENETS['sparsenet_imagenet_121']
+  match = budget.path_match(lambda p: budget.imagenet_params(blocks, k, p), 169, k, blocks,
+                            budget.IMAGENET_TARGETS['densenet_121'])
+  assert (match.path, match.params) == (path, 7_966_408)  # docs/imagenet.md's table
+  assert budget.imagenet_params((6, 12, 48, 32), 32, 26) == 14_076_264

@@ -90,6 +90,17 @@ for _name, (_k, _blocks, _params, _top1) in IMAGENET_DENSENETS.items():
   register(_name, ModelSpec(growth_rate=_k, blocks=_blocks, bottleneck=True, compression='half', stem='imagenet',
                             num_classes=1000, **_DENSENET), _params, {d: _top1 for d in IMAGENET_DATASETS})
 
+# SparseNet on ImageNet (docs/imagenet.md): SparseNet-bc's layers on the ImageNet stem, one DenseNet depth
+# deeper than the DenseNet whose parameter budget it matches, at DenseNet's k=32, with the path the budget
+# solver picks (`budget.imagenet_candidates`; `launch/summary.py --model=imagenet_budget` prints them all).
+IMAGENET_SPARSENETS = {  # name: (blocks, growth_rate, path); DenseNet-169's and -201's blocks
+    'sparsenet_imagenet_121': ((6, 12, 32, 32), 32, 12),
+    'sparsenet_imagenet_169': ((6, 12, 48, 32), 32, 26),
+}
+for _name, (_blocks, _k, _path) in IMAGENET_SPARSENETS.items():
+  register(_name, ModelSpec(growth_rate=_k, blocks=_blocks, path=_path, stem='imagenet', num_classes=1000,
+                            conv_bias=True, bn_epsilon=1e-3, **VARIANTS['bc'][1]))
+
 
 # The paper's Fig. 3 (docs/model.md section 5): DenseNet (k=12, L=40) against a wider SparseNet (k=16,
 # L=40, path 12) and a deeper one (k=12, L=64: 20 layers per block, path 12), at about the same size.

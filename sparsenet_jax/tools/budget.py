@@ -112,8 +112,8 @@ def fig11_matches(layers: int, growth_rates: Sequence[int], target: int = FIG11_
 # widths) on DenseNet's ImageNet stem and four blocks, 1000 classes. Depth counts as DenseNet's does:
 # L = 2 * sum(blocks) + 5 (the stem, three transitions and the classifier), so (6, 12, 24, 16) is 121.
 IMAGENET_BASE = 'sparsenet_bc_v1'
-IMAGENET_DEPTHS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32), 264: (6, 12, 64, 48)}
-IMAGENET_GROWTH_RATES = (32, 40, 48)
+IMAGENET_DEPTHS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32)}  # DenseNet's
+IMAGENET_GROWTH_RATES = (32, 48)  # DenseNet-121's and -161's
 IMAGENET_TARGETS = {'densenet_121': 7_978_856, 'densenet_169': 14_149_480}  # presets.IMAGENET_DENSENETS'
 COUNT_SHAPE = (64, 64, 3)  # parameters do not depend on the image size; 64 px traces fastest
 
