@@ -1,4 +1,5 @@
-r"""ImageNet (an image folder in ImageNet's layout: docs/imagenet.md) with DenseNet's ImageNet recipe.
+r"""ImageNet (an image folder in ImageNet's layout, streamed with Grain: docs/data.md) with DenseNet's ImageNet
+recipe (docs/imagenet.md).
 
   python launch/main.py --config=configs/imagenet.py:model=densenet_121 --workdir=runs/in_d121 \
       --config.dataset.root=/data/imagenet
@@ -10,8 +11,6 @@ Batch 256, SGD with Nesterov momentum 0.9, weight decay 1e-4, 90 epochs, the rat
 and 60 (`recipes.IMAGENET`); bf16 compute, for accelerators (`--config.precision=fp32` on a CPU);
 `--config.model.remat=True` recomputes every layer in the backward pass (BENCHMARKS.md: the memory it saves).
 """
-from ml_collections import config_dict
-
 from configs import default
 from sparsenet_jax.model import presets
 from sparsenet_jax.training import recipes
@@ -30,8 +29,7 @@ def get_config(arg=None):
   config = default.get_config()
   config.model = default.model_config(name)
   config.dataset.name = 'imagenet_folder'  # train/<class>/*.JPEG and val/<class>/*.JPEG under dataset.root
-  config.dataset.image_size = 224  # the train and eval crop
-  config.dataset.num_workers = config_dict.placeholder(int)  # decoding processes; None: the pipeline's default
+  # dataset.image_size (224) and dataset.num_workers (None: every core but one) keep default.py's values.
   for key, value in recipes.IMAGENET.items():
     config[key] = value
   config.batch_size = batch_size

@@ -4,13 +4,16 @@ Big models are only traced (`jax.eval_shape`); a tiny ImageNet-stem model runs a
 import json
 import os
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, cpu_env
 from configs import imagenet as imagenet_config
 from test_report import no_cost, write_run
 from sparsenet_jax.data import datasets
@@ -170,3 +173,20 @@ def test_the_sparsenet_imagenet_presets_are_the_budget_solvers_picks():
                             budget.IMAGENET_TARGETS['densenet_121'])
   assert (match.path, match.params) == (path, 7_966_408)  # docs/imagenet.md's table
   assert budget.imagenet_params((6, 12, 48, 32), 32, 26) == 14_076_264
+
+
+def test_the_imagenet_sweep_dry_run_counts_each_model_on_the_folder(tmp_path):
+  """launch/sweep.py --dry_run on a two-class folder in ImageNet's layout: the three models at 224 px
+  with the folder's 2 classes (DenseNet-121's classifier has 1024 inputs)."""
+  for split in ('train', 'val'):
+    for c in ('n01', 'n02'):
+      os.makedirs(tmp_path / 'in' / split / c)
+      Image.new('RGB', (40, 30), (10, 20, 30)).save(tmp_path / 'in' / split / c / 'a.JPEG')
+  r = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'sweep.py'),
+                      f'--sweep=configs/sweeps/imagenet.py:root="{tmp_path / "in"}"', f'--workdir={tmp_path / "sw"}',
+                      '--dry_run'], capture_output=True, text=True, cwd=ROOT, env=cpu_env(), timeout=600)
+  assert r.returncode == 0, r.stderr
+  lines = r.stdout.splitlines()[1:]
+  assert len(lines) == 3 and all(line.endswith('# new') for line in lines)
+  assert f'# {7_978_856 - 998 * 1025:,} params' in lines[0]  # 1000 classes -> 2
+  assert 'configs/imagenet.py:model=sparsenet_imagenet_169' in lines[2]
