@@ -1,9 +1,9 @@
 r"""DenseNet-121 against the two SparseNet ImageNet presets at DenseNet-121's and DenseNet-169's parameter
 budgets (docs/imagenet.md: how they were chosen), each with DenseNet's ImageNet recipe (configs/imagenet.py).
 
-  python launch/sweep.py --sweep=configs/sweeps/imagenet.py:root=/data/imagenet --workdir=$HOME/sweeps/in \
+  python launch/sweep.py --sweep=configs/sweeps/imagenet.py:root=/path/to/imagenet --workdir=$HOME/sweeps/in \
       --dry_run
-  python launch/sweep.py --sweep=configs/sweeps/imagenet.py:root=/data/imagenet,seeds=2 --workdir=/shared/in \
+  python launch/sweep.py --sweep=configs/sweeps/imagenet.py:root=/path/to/imagenet,seeds=2 --workdir=/shared/in \
       --slurm --devices_per_run=8
 """
 from sparsenet_jax.tools import sweeps
