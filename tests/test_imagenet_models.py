@@ -20,6 +20,7 @@ from sparsenet_jax.data import datasets
 from sparsenet_jax.model import counting
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
+from sparsenet_jax.model import spec as spec_lib
 from sparsenet_jax.model.spec import ModelSpec
 from sparsenet_jax.tools import budget
 from sparsenet_jax.tools import report
@@ -190,3 +191,11 @@ def test_the_imagenet_sweep_dry_run_counts_each_model_on_the_folder(tmp_path):
   assert len(lines) == 3 and all(line.endswith('# new') for line in lines)
   assert f'# {7_978_856 - 998 * 1025:,} params' in lines[0]  # 1000 classes -> 2
   assert 'configs/imagenet.py:model=sparsenet_imagenet_169' in lines[2]
+
+
+def test_the_imagenet_stem_counts_in_the_smallest_image():
+  tiny = presets.get('densenet_121', growth_rate=4, blocks=(1, 1, 1, 1))
+  assert spec_lib.min_image_size(tiny) == 29  # ceil(29 / 4) = 8 = 2 ** 3: one pixel left for the head
+  spec_lib.check_image_size(tiny, (29, 29, 3))
+  with pytest.raises(ValueError, match='the ImageNet stem divides the size by 4, its 3 transition'):
+    spec_lib.check_image_size(tiny, (28, 28, 3))

@@ -157,8 +157,10 @@ def field_type(name: str) -> type:
 
 def min_image_size(spec: ModelSpec) -> int:
   """The smallest height (and width) `spec` takes: every transition's pool maps n to n // TRANSITION_POOL,
-  and the last block and the head need at least 1x1 (a 0x0 input lowers, then fails inside XLA)."""
-  return TRANSITION_POOL ** (len(spec.blocks) - 1)
+  and the last block and the head need at least 1x1 (a 0x0 input lowers, then fails inside XLA). The
+  ImageNet stem's stride-2 conv and stride-2 max pool (both padded) first map n to ceil(n / 4)."""
+  first_block = TRANSITION_POOL ** (len(spec.blocks) - 1)
+  return 4 * (first_block - 1) + 1 if spec.stem == 'imagenet' else first_block
 
 
 def check_image_size(spec: ModelSpec, image_shape: Tuple[int, ...]) -> None:
@@ -168,7 +170,8 @@ def check_image_size(spec: ModelSpec, image_shape: Tuple[int, ...]) -> None:
   smallest = min_image_size(spec)
   if min(height, width) < smallest:
     pools = len(spec.blocks) - 1
-    raise ValueError(f'{height}x{width} images are too small for blocks={tuple(spec.blocks)}: its {pools} '
+    stem = 'the ImageNet stem divides the size by 4, ' if spec.stem == 'imagenet' else ''
+    raise ValueError(f'{height}x{width} images are too small for blocks={tuple(spec.blocks)}: {stem}its {pools} '
                      f'transition(s) each divide the size by {TRANSITION_POOL} (average pool), so it takes at '
                      f'least {smallest}x{smallest} (spec.min_image_size); use fewer blocks or larger images')
 
