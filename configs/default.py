@@ -63,6 +63,7 @@ def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
   config.sync_batch_norm = False  # the paper: per-device BatchNorm statistics
   config.precision = 'fp32'       # or 'bf16': bf16 compute, fp32 parameters and BN statistics
 
+  config.init_from = config_dict.placeholder(str)  # an exported .npz or a workdir: start from its weights
   config.seed = 0
   config.log_every_steps = 100
   config.eval_every_epochs = 10

@@ -68,7 +68,8 @@ flags.DEFINE_bool('remat', False, 'Recompute every layer in the backward pass.')
 flags.DEFINE_bool('scan', False, 'Run the capped layers of each block as one scan.')
 flags.DEFINE_enum('augment', 'cifar', list(datasets.AUGMENTATIONS), "Train-step augmentation ('cifar': pad-4 crop, "
                   "flip; 'random_resized_crop' happens in Grain's workers, so the step only normalises).")
-flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
+flags.DEFINE_integer('num_classes', None, 'Classifier outputs; default: the preset\'s (10, or 1000 for the '
+                     'ImageNet presets).')
 flags.DEFINE_integer('image_size', 32, 'Input height and width.')
 cli.define_compilation_cache(' Used only with --nocold_compile.')
 flags.DEFINE_bool('cold_compile', True, 'Time real compiles: the persistent cache stays off.')
@@ -143,10 +144,10 @@ def parse_model(text, blocks=None):
   return config, spec
 
 
-def synthetic_batch(mesh, shape):
+def synthetic_batch(mesh, shape, num_classes):
   """uint8 images, int labels and an all-true mask, sharded over the mesh as `steps.Feeder` hands them."""
   rng, n = np.random.default_rng(0), FLAGS.batch_size
-  batch = (rng.integers(0, 256, (n, *shape), np.uint8), rng.integers(0, FLAGS.num_classes, n, np.int32),
+  batch = (rng.integers(0, 256, (n, *shape), np.uint8), rng.integers(0, num_classes, n, np.int32),
            np.ones(n, bool))
   return jax.device_put(batch, NamedSharding(mesh, P('data')))
 
@@ -199,7 +200,7 @@ def make_rows(config, spec, mesh):
   model = network.make(spec)
   tx, schedule = optimizer.from_config(config, max(1, data.train_size // FLAGS.batch_size))
   state = steps.create_train_state(config.seed, model, tx, shape, mesh)
-  images, labels, mask = synthetic_batch(mesh, shape)
+  images, labels, mask = synthetic_batch(mesh, shape, spec.num_classes)
   cost = counting.summarize(model, shape, with_xla=False)  # scanned models are counted unrolled
   flops = cost['flops']
   info = {'model': config.model.name, 'blocks': list(spec.blocks), 'batch_size': FLAGS.batch_size,

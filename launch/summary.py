@@ -6,6 +6,7 @@ r"""Parameters and FLOPs of one model, or of every preset beside the paper's fig
   python launch/summary.py --model=sparsenet_bc_v1 --draw=connections.png
   python launch/summary.py --model=sparsenet_bc_v1 --connectivity=log --scan    # how each block runs
   python launch/summary.py --model=fig3       # the paper's Fig. 3 networks side by side (presets.FIG3)
+  python launch/summary.py --model=imagenet_budget   # SparseNet ImageNet candidates at DenseNet's budgets
 
 A model with layers whose output nothing later reads (`near=0`: docs/model.md section 6) gets a warning
 on stderr naming them.
@@ -21,9 +22,11 @@ from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
 # JAX, Flax and matplotlib load only once the flags are good: a bad flag costs a fraction of a second.
 
-flags.DEFINE_string('model', 'sparsenet_abc_v1', 'A preset name, "all", or "fig3" (the paper\'s Fig. 3 '
-                    'networks, presets.FIG3, beside DenseNet-40).')
-flags.DEFINE_integer('num_classes', 10, 'Classifier outputs.')
+flags.DEFINE_string('model', 'sparsenet_abc_v1', 'A preset name, "all", "fig3" (the paper\'s Fig. 3 '
+                    'networks, presets.FIG3, beside DenseNet-40) or "imagenet_budget" (budget.imagenet_candidates '
+                    'at 224 px: minutes).')
+flags.DEFINE_integer('num_classes', None, 'Classifier outputs; default: the preset\'s (10, or 1000 for the '
+                     'ImageNet presets).')
 flags.DEFINE_list('blocks', None, 'Layers per block, e.g. 12,12,12.')
 flags.DEFINE_integer('growth_rate', None, 'k.')
 flags.DEFINE_string('path', None, 'Connections kept per layer; "none" for DenseNet.')
@@ -31,7 +34,8 @@ flags.DEFINE_integer('near', None, 'How many of the path + 2 groups are the near
 flags.DEFINE_enum('connectivity', None, list(connectivity.PATTERNS), 'Connection pattern.')
 flags.DEFINE_bool('scan', False, 'Print how each block runs with model.scan (which layers are scanned).')
 flags.DEFINE_integer('scan_chunk', None, 'Growing layers per scan (with --scan).')
-flags.DEFINE_integer('image_size', 32, 'Input height and width.')
+flags.DEFINE_integer('image_size', None, 'Input height and width; default: 224 for models with the ImageNet '
+                     'stem, else 32.')
 flags.DEFINE_bool('json', False, 'One JSON object per line instead of a table.')
 flags.DEFINE_string('draw', None, 'Write the connection pattern of the model to this PNG.')
 FLAGS = flags.FLAGS
@@ -56,7 +60,7 @@ def check_flags():
 
 
 def overrides():
-  o = {'num_classes': FLAGS.num_classes}
+  o = {} if FLAGS.num_classes is None else {'num_classes': FLAGS.num_classes}
   if FLAGS.blocks is not None:
     o['blocks'] = tuple(int(b) for b in FLAGS.blocks)  # integers: cli.positive refused anything else
   if FLAGS.growth_rate is not None:
@@ -125,9 +129,28 @@ def fig3_lines(models):
   return lines
 
 
+def imagenet_budget_lines():
+  """SparseNet-bc on the ImageNet stem at DenseNet-121's and -169's budgets: for each depth and growth rate
+  the path the budget solver picks (`budget.imagenet_candidates`), its parameters and FLOPs at 224 px,
+  printed as found."""
+  from sparsenet_jax.model import counting, network  # pylint: disable=import-outside-toplevel
+  from sparsenet_jax.tools import budget  # pylint: disable=import-outside-toplevel
+  yield '| budget | L | blocks | k | path | params | vs budget | GFLOPs at 224 (2 x MACs) |'
+  yield '|---|---:|---|---:|---:|---:|---:|---:|'
+  for name, target in budget.IMAGENET_TARGETS.items():
+    base = counting.flops(presets.build(name), (224, 224, 3))
+    yield f'| {name} | {name[-3:]} | {"-".join(map(str, presets.get(name).blocks))} | ' \
+          f'{presets.get(name).growth_rate} | dense | {target:,} | | {base / 1e9:.2f} |'
+    for m in budget.imagenet_candidates(target):
+      f = counting.flops(network.make(budget.imagenet_spec(m.blocks, m.growth_rate, m.path)), (224, 224, 3))
+      yield (f'| {name} | {m.layers} | {"-".join(map(str, m.blocks))} | {m.growth_rate} | {m.path} | '
+             f'{m.params:,} | {(m.params / target - 1) * 100:+.2f}% | {f / 1e9:.2f} |')
+
+
 def row(name, model, o):
   from sparsenet_jax.model import counting  # pylint: disable=import-outside-toplevel
-  r = counting.summarize(model, (FLAGS.image_size, FLAGS.image_size, 3))
+  size = FLAGS.image_size or (224 if model.spec.stem == 'imagenet' else 32)
+  r = counting.summarize(model, (size, size, 3))
   paper = presets.paper_params(name) if name in presets.PRESETS and model.spec == presets.get(name) else None
   return {'model': name, 'params': r['params'], 'flops': r['flops'], 'xla_flops': r['xla_flops'],
                  'paper_params': paper}
@@ -137,6 +160,10 @@ def main(argv):
   del argv
   check_flags()
   o = overrides()
+  if FLAGS.model == 'imagenet_budget':
+    for line in imagenet_budget_lines():
+      print(line, flush=True)
+    return
   if FLAGS.model == 'fig3':
     models = [presets.build('densenet_40', **o, **fields) for fields in presets.FIG3.values()]
     print('\n'.join(fig3_lines(models)))

@@ -13,7 +13,7 @@ from sparsenet_jax import cli
 from sparsenet_jax import errors
 
 SCRIPTS = ['main.py', 'summary.py', 'bench.py', 'sweep.py', 'report.py', 'predict.py', 'export.py',
-           'prepare_data.py', 'bench_stream.py']
+           'prepare_data.py', 'bench_stream.py', 'convert_torchvision.py']
 
 
 @pytest.mark.parametrize('script', SCRIPTS)

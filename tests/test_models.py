@@ -37,7 +37,7 @@ def test_golden_parameter_counts(name, expected):
   assert preset_params(name) == expected
 
 
-@pytest.mark.parametrize('name', [n for n in presets.names() if n.startswith('sparsenet')])
+@pytest.mark.parametrize('name', [n for n in presets.names() if n.startswith('sparsenet') and presets.paper_params(n)])
 def test_sparsenet_presets_within_half_a_percent_of_table_1(name):
   params = preset_params(name)
   assert abs(params / presets.paper_params(name) - 1) <= 0.005
@@ -48,7 +48,7 @@ def test_densenet_presets_match_the_printed_figure(name):
   # The DenseNet papers print 0.8M, 1.0M: one decimal, so agreement is at that precision.
   params = preset_params(name)
   paper = presets.paper_params(name)
-  assert round(params / 1e6, 1) == pytest.approx(paper / 1e6)
+  assert round(params / 1e6, 1) == pytest.approx(round(paper / 1e6, 1))  # torchvision's: exact
 
 
 @pytest.mark.parametrize('blocks,paper', [((8, 12, 16), 578e6), ((12, 12, 12), 849e6)])

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, cpu_env
+from sparsenet_jax.model import presets
 
 
 def run(*args):
@@ -25,7 +26,7 @@ NO_PAPER = ('import runpy, sys; from sparsenet_jax.model import presets; '
 
 def run_with_a_preset_without_paper_numbers(*args):
   return subprocess.run([sys.executable, '-c', NO_PAPER, *args], capture_output=True, text=True, env=cpu_env(),
-                        timeout=300)
+                        timeout=600)  # --model=all traces 23 presets, six of them ImageNet-size
 
 
 @pytest.mark.slow
@@ -34,13 +35,14 @@ def test_all_presets_as_json():
   r = run_with_a_preset_without_paper_numbers('--model=all', '--json')
   assert r.returncode == 0, r.stderr
   rows = [json.loads(line) for line in r.stdout.splitlines()]
-  assert len(rows) == 17
+  assert len(rows) == len(presets.names()) + 1
   by_name = {row['model']: row for row in rows}
   assert by_name['sparsenet_abc_v1']['params'] == 860_698
+  assert by_name['densenet_121']['params'] == 7_978_856  # the ImageNet presets at 224, 1000 classes
   assert by_name.pop('tiny_nopaper')['paper_params'] is None
-  for row in by_name.values():
+  for name, row in by_name.items():
     assert {'model', 'params', 'flops', 'paper_params', 'xla_flops'} <= set(row)
-    assert row['flops'] > 0 and row['paper_params'] > 0
+    assert row['flops'] > 0 and row['paper_params'] == presets.paper_params(name)
 
 
 def test_a_preset_without_paper_numbers_prints_a_dash():

@@ -144,12 +144,7 @@ class SparseNet(nn.Module):
     s = self.spec
     runner = LayerRunner(s)
     dtype = jnp.dtype(s.dtype)
-    x = x.astype(dtype)
-    x = runner.common()['conv_cls'](s.stem_features or 2 * s.growth_rate, (3, 3), padding='SAME',
-                                    use_bias=s.conv_bias, kernel_init=layers.conv_init, dtype=dtype,
-                                    name='stem')(x)
-    if s.stem_relu:
-      x = nn.relu(x)
+    x = stem(s, runner, x.astype(dtype), train)
     for b, plan in enumerate(self.plans()):
       pieces = split_input(x, connectivity.pieces(plan.input_width, s.growth_rate, plan.input_width))
       window = None
@@ -175,6 +170,22 @@ class SparseNet(nn.Module):
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dense(s.num_classes, kernel_init=layers.dense_init, dtype=dtype, name='classifier')(x)
     return x.astype(jnp.float32)
+
+
+def stem(s: ModelSpec, runner: LayerRunner, x, train: bool):
+  """The first features from the images. 'cifar': a 3x3 conv (and a ReLU with `stem_relu`). 'imagenet'
+  (DenseNet-121's, torchvision's to the padding): a 7x7 stride-2 conv padded by 3 on every side, BN-ReLU,
+  a 3x3 stride-2 max pool padded by 1: a quarter of the resolution (224 -> 56). Its strided conv is always
+  Flax's `nn.Conv` (`kernels.ForwardVJPConv` takes stride 1 only): one conv, its backward pass cheap."""
+  width, dtype = s.stem_features or 2 * s.growth_rate, jnp.dtype(s.dtype)
+  if s.stem == 'imagenet':
+    x = nn.Conv(width, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=s.conv_bias,
+                kernel_init=layers.conv_init, dtype=dtype, name='stem')(x)
+    x = nn.relu(layers.Norm(s.bn_momentum, s.bn_epsilon, s.axis_name, dtype, name='stem_bn')(x, train))
+    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+  x = runner.common()['conv_cls'](width, (3, 3), padding='SAME', use_bias=s.conv_bias,
+                                  kernel_init=layers.conv_init, dtype=dtype, name='stem')(x)
+  return nn.relu(x) if s.stem_relu else x
 
 
 def split_input(x, bounds: Sequence[Tuple[int, int]]) -> List[Any]:

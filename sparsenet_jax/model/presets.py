@@ -73,6 +73,34 @@ register('densenet_bc_190', ModelSpec(growth_rate=40, blocks=(31, 31, 31), bottl
 register('densenet_40', ModelSpec(growth_rate=12, blocks=(12, 12, 12), bottleneck=False, compression='none',
                                   stem_features=16, **_DENSENET), 1.0e6)
 
+# DenseNet-121/169/201/161 (Huang et al. 2017, Table 1) as torchvision builds them: the ImageNet stem of 2k
+# channels, four bottleneck blocks, transitions to half the width, no conv biases, BatchNorm epsilon 1e-5
+# and running-average momentum 0.9 (torch's 0.1), a classifier with bias; parameter counts equal
+# torchvision's (tests/test_imagenet_models.py). Beside them, torchvision's printed parameter counts and
+# its published ImageNet 1-crop (224x224) top-1 errors, https://docs.pytorch.org/0.1.12/torchvision/models.html
+# (top-5: 7.83, 7.00, 6.43, 6.20).
+IMAGENET_DENSENETS = {  # name: (growth_rate, blocks, torchvision's parameter count, top-1 error %)
+    'densenet_121': (32, (6, 12, 24, 16), 7_978_856, 25.35),
+    'densenet_169': (32, (6, 12, 32, 32), 14_149_480, 24.00),
+    'densenet_201': (32, (6, 12, 48, 32), 20_013_928, 22.80),
+    'densenet_161': (48, (6, 12, 36, 24), 28_681_000, 22.35),
+}
+IMAGENET_DATASETS = ('imagenet_folder',)  # the dataset names an ImageNet run records (config.dataset.name)
+for _name, (_k, _blocks, _params, _top1) in IMAGENET_DENSENETS.items():
+  register(_name, ModelSpec(growth_rate=_k, blocks=_blocks, bottleneck=True, compression='half', stem='imagenet',
+                            num_classes=1000, **_DENSENET), _params, {d: _top1 for d in IMAGENET_DATASETS})
+
+# SparseNet on ImageNet (docs/imagenet.md): SparseNet-bc's layers on the ImageNet stem, one DenseNet depth
+# deeper than the DenseNet whose parameter budget it matches, at DenseNet's k=32, with the path the budget
+# solver picks (`budget.imagenet_candidates`; `launch/summary.py --model=imagenet_budget` prints them all).
+IMAGENET_SPARSENETS = {  # name: (blocks, growth_rate, path); DenseNet-169's and -201's blocks
+    'sparsenet_imagenet_121': ((6, 12, 32, 32), 32, 12),
+    'sparsenet_imagenet_169': ((6, 12, 48, 32), 32, 26),
+}
+for _name, (_blocks, _k, _path) in IMAGENET_SPARSENETS.items():
+  register(_name, ModelSpec(growth_rate=_k, blocks=_blocks, path=_path, stem='imagenet', num_classes=1000,
+                            conv_bias=True, bn_epsilon=1e-3, **VARIANTS['bc'][1]))
+
 
 # The paper's Fig. 3 (docs/model.md section 5): DenseNet (k=12, L=40) against a wider SparseNet (k=16,
 # L=40, path 12) and a deeper one (k=12, L=64: 20 layers per block, path 12), at about the same size.

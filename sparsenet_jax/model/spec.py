@@ -27,6 +27,7 @@ from sparsenet_jax.model import connectivity
 
 ARCHITECTURE, LAYOUT, RUNTIME = 'architecture', 'layout', 'runtime'
 ATTENTIONS = (None, 'paper', 'se')
+STEMS = ('cifar', 'imagenet')
 COMPRESSIONS = ('sparsenet', 'half', 'none')
 CONV_IMPLS = ('auto', 'xla', 'forward_vjp')
 REMAT_IMPLS = ('auto', 'checkpoint', 'tied')
@@ -57,7 +58,10 @@ class ModelSpec:
   attention: Optional[str] = _field(None, ARCHITECTURE, "None, 'paper' or 'se'")
   compression: str = _field('sparsenet', ARCHITECTURE, "transition width: 'sparsenet', 'half', 'none'")
   conv_bias: bool = _field(True, ARCHITECTURE, 'biases on every conv (SparseNet) or none (DenseNet)')
-  stem_relu: bool = _field(True, ARCHITECTURE, 'ReLU after the stem conv (SparseNet) or not (DenseNet)')
+  stem: str = _field('cifar', ARCHITECTURE, "'cifar': 3x3 conv; 'imagenet': 7x7/2 conv, BN-ReLU, 3x3/2 max "
+                                           'pool (DenseNet-121 and its kin)')
+  stem_relu: bool = _field(True, ARCHITECTURE, 'ReLU after the stem conv (SparseNet) or not (DenseNet); the '
+                                               'ImageNet stem always has its BN-ReLU (stored True)')
   stem_features: Optional[int] = _field(None, ARCHITECTURE, 'stem width; None: 2 * growth_rate')
   num_classes: int = _field(10, ARCHITECTURE, 'classifier outputs')
   se_reduction: int = _field(8, ARCHITECTURE, 'squeeze-and-excitation reduction ratio')
@@ -76,11 +80,14 @@ class ModelSpec:
   axis_name: Optional[str] = _field(None, RUNTIME, 'mesh axis for cross-device BatchNorm statistics')
 
   def __post_init__(self):
-    """Spells one model one way: DenseNet is `dense` (not `sparsenet` without a path), a pattern keeps
+    """Spells one model one way: DenseNet is `dense` (not `sparsenet` without a path), the ImageNet stem
+    has `stem_relu=True` (its ReLU follows its BatchNorm whatever the field says), a pattern keeps
     only the parameters it declares (the others are None) with its defaults stored as their values
     (sparsenet's near), and they are checked here, by the pattern."""
     if isinstance(self.blocks, list):
       object.__setattr__(self, 'blocks', tuple(self.blocks))
+    if self.stem == 'imagenet':
+      object.__setattr__(self, 'stem_relu', True)
     if self.connectivity == 'sparsenet' and self.path is None and self.near is None:
       object.__setattr__(self, 'connectivity', 'dense')
     values = {p: getattr(self, p) for p in connectivity.PARAMETERS}
@@ -150,8 +157,10 @@ def field_type(name: str) -> type:
 
 def min_image_size(spec: ModelSpec) -> int:
   """The smallest height (and width) `spec` takes: every transition's pool maps n to n // TRANSITION_POOL,
-  and the last block and the head need at least 1x1 (a 0x0 input lowers, then fails inside XLA)."""
-  return TRANSITION_POOL ** (len(spec.blocks) - 1)
+  and the last block and the head need at least 1x1 (a 0x0 input lowers, then fails inside XLA). The
+  ImageNet stem's stride-2 conv and stride-2 max pool (both padded) first map n to ceil(n / 4)."""
+  first_block = TRANSITION_POOL ** (len(spec.blocks) - 1)
+  return 4 * (first_block - 1) + 1 if spec.stem == 'imagenet' else first_block
 
 
 def check_image_size(spec: ModelSpec, image_shape: Tuple[int, ...]) -> None:
@@ -161,7 +170,8 @@ def check_image_size(spec: ModelSpec, image_shape: Tuple[int, ...]) -> None:
   smallest = min_image_size(spec)
   if min(height, width) < smallest:
     pools = len(spec.blocks) - 1
-    raise ValueError(f'{height}x{width} images are too small for blocks={tuple(spec.blocks)}: its {pools} '
+    stem = 'the ImageNet stem divides the size by 4, ' if spec.stem == 'imagenet' else ''
+    raise ValueError(f'{height}x{width} images are too small for blocks={tuple(spec.blocks)}: {stem}its {pools} '
                      f'transition(s) each divide the size by {TRANSITION_POOL} (average pool), so it takes at '
                      f'least {smallest}x{smallest} (spec.min_image_size); use fewer blocks or larger images')
 
@@ -195,6 +205,7 @@ def _validate(spec: ModelSpec) -> None:
   if spec.stem_features is not None:
     _positive('stem_features', spec.stem_features)
   _choice('attention', spec.attention, ATTENTIONS)
+  _choice('stem', spec.stem, STEMS)
   _choice('compression', spec.compression, COMPRESSIONS)
   _choice('conv_impl', spec.conv_impl, CONV_IMPLS)
   _choice('remat_impl', spec.remat_impl, REMAT_IMPLS)

@@ -1,5 +1,6 @@
 """Models matched to a parameter budget: the paper's Fig. 11 picks each model's `path` so that every
-(depth, growth rate) pair has about 1M parameters, which isolates depth against width.
+(depth, growth rate) pair has about 1M parameters, which isolates depth against width; the SparseNet
+ImageNet presets are picked the same way at DenseNet-121's and DenseNet-169's budgets (docs/imagenet.md).
 
 Depth follows the DenseNet convention for a network without bottlenecks: L = 3 * layers_per_block + 4
 (the stem, two transitions and the classifier are the 4), so L = 28, 52, 76 are 8-8-8, 16-16-16 and
@@ -9,7 +10,7 @@ with bottlenecks (L = 6 * layers_per_block + 4) the 28-layer model tops out near
 from __future__ import annotations
 
 import functools
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from sparsenet_jax.model import counting
 from sparsenet_jax.model import presets
@@ -81,9 +82,15 @@ def fig11_match(layers: int, growth_rate: int, target: int = FIG11_TARGET,
   `max_path` narrows the search when the answer is known to be no larger.
   """
   blocks = blocks_for_depth(layers)
+  return path_match(lambda p: fig11_params(blocks, growth_rate, p), layers, growth_rate, blocks, target, max_path)
+
+
+def path_match(params: Callable[[int], int], layers: int, growth_rate: int, blocks: Tuple[int, ...], target: int,
+               max_path: Optional[int] = None) -> Match:
+  """The path in [1, sum(blocks)] (or `max_path`) whose `params(path)` is closest to `target`."""
   hi = sum(blocks) if max_path is None else min(max_path, sum(blocks))
-  path = closest(lambda p: fig11_params(blocks, growth_rate, p), target, 1, hi)
-  return Match(layers, growth_rate, blocks, path, fig11_params(blocks, growth_rate, path))
+  path = closest(params, target, 1, hi)
+  return Match(layers, growth_rate, blocks, path, params(path))
 
 
 def fig11_matches(layers: int, growth_rates: Sequence[int], target: int = FIG11_TARGET) -> List[Match]:
@@ -98,3 +105,40 @@ def fig11_matches(layers: int, growth_rates: Sequence[int], target: int = FIG11_
     matches[k] = fig11_match(layers, k, target, bound)
     bound = matches[k].path + 1
   return [matches[k] for k in growth_rates]
+
+
+# ----------------------------------------------------------------------------------------------------
+# SparseNet on ImageNet at DenseNet's budgets: SparseNet-bc's layers (bottleneck, biases, its transition
+# widths) on DenseNet's ImageNet stem and four blocks, 1000 classes. Depth counts as DenseNet's does:
+# L = 2 * sum(blocks) + 5 (the stem, three transitions and the classifier), so (6, 12, 24, 16) is 121.
+IMAGENET_BASE = 'sparsenet_bc_v1'
+IMAGENET_DEPTHS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32)}  # DenseNet's
+IMAGENET_GROWTH_RATES = (32, 48)  # DenseNet-121's and -161's
+IMAGENET_TARGETS = {'densenet_121': 7_978_856, 'densenet_169': 14_149_480}  # presets.IMAGENET_DENSENETS'
+COUNT_SHAPE = (64, 64, 3)  # parameters do not depend on the image size; 64 px traces fastest
+
+
+def imagenet_spec(blocks: Tuple[int, ...], growth_rate: int, path: Optional[int]):
+  """The ImageNet SparseNet of these blocks, growth rate and path (a spec: pure Python)."""
+  return presets.get(IMAGENET_BASE, stem='imagenet', num_classes=1000, blocks=tuple(blocks),
+                     growth_rate=growth_rate, path=path)
+
+
+@functools.lru_cache(maxsize=None)
+def imagenet_params(blocks: Tuple[int, ...], growth_rate: int, path: Optional[int]) -> int:
+  """Trainable parameters of one ImageNet SparseNet, cached: the two budgets' searches share guesses."""
+  from sparsenet_jax.model import network  # pylint: disable=import-outside-toplevel
+  return counting.param_count(network.make(imagenet_spec(blocks, growth_rate, path)), COUNT_SHAPE)
+
+
+def imagenet_candidates(target: int, depths=tuple(IMAGENET_DEPTHS), growth_rates=IMAGENET_GROWTH_RATES
+                        ) -> Iterator[Match]:
+  """For each (depth, growth rate) the path closest to `target` parameters, yielded as found (each costs
+  several abstract inits, seconds each), the wider searches bounded by the narrower answers as in
+  `fig11_matches`."""
+  for layers in depths:
+    blocks, bound = IMAGENET_DEPTHS[layers], None
+    for k in sorted(growth_rates):
+      m = path_match(lambda p: imagenet_params(blocks, k, p), layers, k, blocks, target, bound)
+      bound = m.path + 1
+      yield m

@@ -57,6 +57,7 @@ class Row(NamedTuple):
   paper: Optional[float]
   params: Optional[int]
   flops: Optional[int]
+  top5_errors: Tuple[float, ...] = ()  # final top-5 error (%) of the finished runs whose eval counts it
 
   @property
   def mean(self) -> Optional[float]:
@@ -287,18 +288,21 @@ def tabulate(groups: Sequence[Group], cost_fn: Callable[[Group], Optional[Tuple[
   """The table's rows; `cost_fn` gives (params, FLOPs) or None (a test can skip the counting)."""
   rows = []
   for group in groups:
-    errors, in_progress = [], []
+    errors, in_progress, top5 = [], [], []
     for run in group.runs:
       final = final_row(run.rows)
       if final is not None:
         errors.append(100 * final['eval_error'])
+        if final.get('eval_top5_error') is not None:  # models of 100 classes or more (ImageNet)
+          top5.append(100 * final['eval_top5_error'])
         continue
       evals = eval_rows(run.rows)
       trained = train_rows(run.rows)
       epoch = max([r['epoch'] for r in evals + trained], default=0.0)
       in_progress.append((epoch, 100 * evals[-1]['eval_error'] if evals else None))
     params, flops = cost_fn(group) or (None, None)
-    rows.append(Row(group, tuple(errors), tuple(in_progress), paper_error(group.config), params, flops))
+    rows.append(Row(group, tuple(errors), tuple(in_progress), paper_error(group.config), params, flops,
+                    tuple(top5)))
   return rows
 
 
@@ -323,6 +327,8 @@ def table_markdown(rows: Sequence[Row]) -> str:
     error = '-' if row.mean is None else f'{row.mean:.2f}'
     if row.std is not None:
       error += f' ± {row.std:.2f}'
+    if row.top5_errors:
+      error += f' (top-5 {np.mean(row.top5_errors):.2f})'
     paper = '-' if row.paper is None else f'{row.paper:.2f}'
     diff = '-'
     if row.paper is not None and row.mean is not None:

@@ -215,14 +215,15 @@ def read_meta(mgr: ocp.CheckpointManager, step: int) -> Dict[str, Any]:
     raise IntegrityError(f'meta unreadable: {type(e).__name__}: {first_line(e)}') from None
 
 
-def check_architecture(saved: ModelSpec, wanted: ModelSpec, step: int, where: str) -> None:
-  """Refuses a checkpoint of another model, naming every architecture field that differs."""
+def check_architecture(saved: ModelSpec, wanted: ModelSpec, what: str,
+                       advice: str = 'use another --workdir or the old config', error=CheckpointError) -> None:
+  """Refuses weights of another model (`what`: 'checkpoint 30 in DIR'), naming every architecture field
+  that differs, as `error` (a CheckpointError when resuming, a ConfigError for config.init_from)."""
   diffs = saved.differences(wanted)
   if diffs:
     was = ', '.join(f'{k}={a}' for k, (a, _) in diffs.items())
     now = ', '.join(f'{k}={b}' for k, (_, b) in diffs.items())
-    raise CheckpointError(f'checkpoint {step} in {where} was written for {was}, but the config gives {now}; '
-                          'use another --workdir or the old config')
+    raise error(f'{what} was written for {was}, but the config gives {now}; {advice}')
 
 
 def check_image_shape(meta: Dict[str, Any], image_shape, step: int, where: str) -> None:
@@ -257,7 +258,7 @@ def restore_checkpoint(mgr: ocp.CheckpointManager,
     stored = saved_spec(meta)
     description = record.Description.from_json(meta)
     if expect is not None:
-      check_architecture(stored, expect(description), s, where)
+      check_architecture(stored, expect(description), f'checkpoint {s} in {where}')
     if image_shape is not None:
       check_image_shape(meta, image_shape, s, where)
     if abstract_for is None:

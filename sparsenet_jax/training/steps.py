@@ -126,18 +126,25 @@ def make_train_step(model, tx, schedule, mesh, mean, std, augment_kind: str):
   return train_step
 
 
+TOP5_MIN_CLASSES = 100  # from this many classes on, evaluation also counts top-5 hits (ImageNet's second number)
+
+
 def make_eval_step(model, mesh, mean, std):
-  """Sums of loss and correct predictions over the unmasked examples of a global batch."""
+  """Sums of loss and correct predictions over the unmasked examples of a global batch, and of top-5 hits
+  for models of `TOP5_MIN_CLASSES` classes or more (one `lax.top_k` of the logits: cheap)."""
+  top5 = model.spec.num_classes >= TOP5_MIN_CLASSES
 
   def per_device(params, batch_stats, x, labels, mask):
     logits = model.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    correct = jnp.argmax(logits, -1) == labels
+    hits = [jnp.argmax(logits, -1) == labels]
+    if top5:
+      hits.append(jnp.any(jax.lax.top_k(logits, 5)[1] == labels[:, None], axis=-1))
     return (jax.lax.psum(jnp.sum(jnp.where(mask, loss, 0.0)), 'data'),
-            jax.lax.psum(jnp.sum(jnp.where(mask, correct, 0)), 'data'))
+            *(jax.lax.psum(jnp.sum(jnp.where(mask, h, 0)), 'data') for h in hits))
 
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P('data'), P('data'), P('data')),
-                          out_specs=(P(), P()))
+                          out_specs=(P(),) * (3 if top5 else 2))
 
   @jax.jit
   def eval_step(variables, images, labels, mask):
@@ -250,11 +257,12 @@ def evaluate_split(eval_step, variables, split: datasets.Split, mesh, batch_size
       sums.append(eval_step(variables, images, labels, mask))
   sums, counts = jax.device_get((sums, counts))
   n = int(sum(int(c) for c in counts)) if counts else n
-  loss_sum = float(sum(float(s) for s, _ in sums))
-  correct = int(sum(int(c) for _, c in sums))
-  accuracy = correct / n
-  return {'eval_loss': loss_sum / n, 'eval_accuracy': accuracy, 'eval_error': 1.0 - accuracy,
-          'num_examples': n}
+  totals = [sum(float(x) for x in column) for column in zip(*sums)]
+  accuracy = int(totals[1]) / n
+  row = {'eval_loss': totals[0] / n, 'eval_accuracy': accuracy, 'eval_error': 1.0 - accuracy, 'num_examples': n}
+  if len(totals) > 2:  # top-5 (make_eval_step: models of TOP5_MIN_CLASSES classes or more)
+    row['eval_top5_error'] = 1.0 - int(totals[2]) / n
+  return row
 
 
 @jax.jit

@@ -23,6 +23,7 @@ import numpy as np
 from sparsenet_jax import signals
 from sparsenet_jax.data import datasets
 from sparsenet_jax.errors import ArgumentError, CheckpointError, NonFiniteLossError, PreemptedError, WorkdirError
+from sparsenet_jax.model import layout
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
@@ -223,11 +224,14 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
                             'moved?): put them back to resume, or add --restart to train it again from step 0 '
                             '(its record is kept, moved aside)')
   mgr = checkpoints.manager(workdir, config.keep_checkpoints)
+  init_note = None
   if mgr.latest_step() is not None:
     state, _, failed = checkpoints.restore(mgr, abstract_state, spec, image_shape, mesh)
     checkpoints.set_aside(mgr, workdir, failed)  # never trained on, overwritten or rotated into
   else:
     state = steps.create_train_state(config.seed, model, tx, image_shape, mesh)
+    if config.get('init_from'):
+      state, init_note = start_from(state, config.init_from, spec, mesh)
   start_step = int(state.step)
   if start_step > total_steps:
     raise record.DriftError(f'{workdir} holds a checkpoint at step {start_step}, past the {total_steps} steps '
@@ -241,6 +245,8 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   progress.message(f'data: {data.name}, {steps.feed_summary(data.train, config.max_device_dataset_bytes)}')
   if start_step:
     progress.message(f'resumed from step {start_step} in {workdir}')
+  elif config.get('init_from'):
+    progress.message(init_note or f'init_from {config.init_from}: every weight from there')
 
   train_step = steps.make_train_step(model, tx, schedule, mesh, data.mean, data.std, data.augment)
   eval_step = steps.make_eval_step(network.make(spec.replace(axis_name=None)), mesh, data.mean, data.std)
@@ -338,6 +344,17 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   writer.close()
   progress.message(f'done: step {step}, eval_accuracy {final["eval_accuracy"]:.4f}')
   return final
+
+
+def start_from(state: steps.TrainState, source: str, spec, mesh):
+  """(the fresh train state with the weights of `source` in the run's layout, the note of
+  `restore.pretrained`): `config.init_from`. A new classifier (another class count) keeps its fresh
+  initialisation; the optimiser state stays fresh."""
+  variables, note = restore.pretrained(source, spec)
+  loaded = jax.tree.map(lambda x: np.asarray(x, np.float32), layout.to_scanned(spec, variables))
+  loaded = jax.device_put(loaded, steps.replicated(mesh))
+  loaded['params'].setdefault('classifier', state.params['classifier'])
+  return state.replace(params=loaded['params'], batch_stats=loaded.get('batch_stats', {})), note
 
 
 def evaluate(config, workdir: str, show=None) -> Dict[str, Any]:
