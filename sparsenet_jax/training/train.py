@@ -27,6 +27,7 @@ from sparsenet_jax.model import presets
 from sparsenet_jax.model.spec import PRECISIONS
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.training import config_validation
+from sparsenet_jax.training import cpu_devices
 from sparsenet_jax.training import metrics as metrics_lib
 from sparsenet_jax.training import optimizer
 from sparsenet_jax.training import record
@@ -136,9 +137,11 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else optimizer.total_steps(config.num_epochs, steps_per_epoch))
 
-  # Model, the run's description, optimiser, state.
+  # Model, the run's description, optimiser, state. A CPU split into one device per core is one device
+  # to the run: its BatchNorm statistics are synchronised.
+  sync = config.sync_batch_norm or cpu_devices.active()
   try:
-    spec = presets.from_config(config, data.num_classes, axis_name='data' if config.sync_batch_norm else None)
+    spec = presets.from_config(config, data.num_classes, axis_name='data' if sync else None)
   except ValueError as e:
     raise config_validation.ConfigError(f'config.model: {e}') from None
   model = network.make(spec)
@@ -170,6 +173,8 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
     record.append_start(workdir, start_step, changes)
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(total_steps, start_step)
+  if cpu_devices.active():
+    progress.message(cpu_devices.describe())
   if start_step:
     progress.message(f'resumed from step {start_step} in {workdir}')
 
