@@ -1,0 +1,74 @@
+"""Our train and eval steps against PyTorch's on this machine, as ratios from alternating processes.
+
+Each repeat runs, one process after another: the PyTorch peer in NCHW (`tools/torch_peer.py`), our
+`launch/bench.py` (densenet_bc_100 and sparsenet_bc_v1, train and eval, round robin in one process), and
+the peer in channels-last; the next repeat starts with channels-last. A ratio divides our images/s by the
+peer's from the same repeat, so both sides share the machine's minutes (BENCHMARKS.md: a shared CPU moves
+by up to 2x between minutes). Prints every process's JSON line, then one line per ratio.
+
+  python tools/peer_ratios.py --torch_python=VENV/bin/python --repeats=2
+  python tools/peer_ratios.py --torch_python=VENV/bin/python \
+      --bench_env=XLA_FLAGS=--xla_force_host_platform_device_count=1     # ours on one device
+
+VENV is an environment with torch and torchvision (the project does not depend on them).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER = os.path.join(ROOT, 'tools', 'torch_peer.py')
+BENCH = os.path.join(ROOT, 'launch', 'bench.py')
+
+
+def json_lines(command, env=None):
+  """The JSON objects a command prints, one per line; its stderr is shown only if it fails."""
+  out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+  if out.returncode:
+    sys.exit(f'{" ".join(command)} failed ({out.returncode}):\n{out.stderr[-3000:]}')
+  rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{')]
+  for row in rows:
+    print(json.dumps(row), flush=True)
+  return rows
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument('--torch_python', required=True, help='a Python with torch and torchvision')
+  ap.add_argument('--repeats', type=int, default=2)
+  ap.add_argument('--peer_steps', type=int, default=8)
+  ap.add_argument('--rounds', type=int, default=5, help="bench.py --rounds: steps per row of ours")
+  ap.add_argument('--models', default='densenet_bc_100,sparsenet_bc_v1', help='ours; the first is the peer')
+  ap.add_argument('--bench_env', action='append', default=[], help='NAME=VALUE for our process')
+  a = ap.parse_args()
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+  env.update(item.split('=', 1) for item in a.bench_env)
+  peer = [a.torch_python, PEER, '--model=densenet_bc_100', '--batch=64', f'--steps={a.peer_steps}']
+  bench = [sys.executable, BENCH, f'--model={a.models}', '--mode=train,eval', '--batch_size=64',
+           f'--rounds={a.rounds}', '--json', '--nocold_compile']
+  ratios = {}
+  print(f'# {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, load {os.getloadavg()[0]:.1f}', flush=True)
+  for repeat in range(a.repeats):
+    layouts = ['nchw', 'channels_last'] if repeat % 2 == 0 else ['channels_last', 'nchw']
+    torch_rows = {layouts[0]: json_lines(peer + (['--channels_last'] if layouts[0] != 'nchw' else []))[0]}
+    ours = {(r['model'], r['mode']): r['images_per_sec'] for r in json_lines(bench, env)}
+    torch_rows[layouts[1]] = json_lines(peer + (['--channels_last'] if layouts[1] != 'nchw' else []))[0]
+    first = a.models.split(',')[0]
+    for mode in ('train', 'eval'):
+      for layout, row in torch_rows.items():
+        key = f'{first} {mode} / torch {layout}'
+        ratios.setdefault(key, []).append(ours[first, mode] / row[f'{mode}_images_per_sec'])
+      for other in a.models.split(',')[1:]:
+        ratios.setdefault(f'{other} {mode} / {first} {mode}', []).append(ours[other, mode] / ours[first, mode])
+  print(f'# ratios, repeat by repeat (load {os.getloadavg()[0]:.1f} at the end)', flush=True)
+  for key, values in ratios.items():
+    print(f'{key}: ' + ', '.join(f'{v:.2f}x' for v in values) + f' (mean {statistics.mean(values):.2f}x)',
+          flush=True)
+
+
+if __name__ == '__main__':
+  main()
