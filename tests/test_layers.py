@@ -1,6 +1,8 @@
 """kernels.conv2d and kernels.conv1x1 write their own backward passes: they must equal autodiff's of
 nn.Conv; ForwardVJPConv and MatmulConv must equal nn.Conv and refuse what they do not support; `auto` picks
 by backend."""
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -94,3 +96,18 @@ def test_auto_picks_the_cpu_kernels_on_cpu_and_flax_elsewhere(monkeypatch):
   assert kernels.remat_impl('auto') == 'checkpoint'
   assert kernels.conv_module('forward_vjp') is kernels.ForwardVJPConv  # explicit choices stand
   assert kernels.conv_module('matmul') is kernels.MatmulConv
+  assert kernels.compiler_options('auto', 'eval') == {}  # XLA:CPU's Eigen choice stays on the CPU
+  monkeypatch.undo()
+  assert kernels.compiler_options('auto', 'eval') != {}
+  assert kernels.compiler_options('auto', 'train') == kernels.compiler_options('matmul', 'eval') == {}
+
+
+def test_the_eval_steps_compiler_options_compute_the_same_convolutions():
+  """XLA:CPU's eval step is compiled with Eigen's convolutions and matmuls: the same values as YNNPACK's."""
+  x = jax.random.normal(jax.random.key(4), (2, 16, 16, 48))
+  kernels_ = [jax.random.normal(jax.random.key(5), (3, 3, 48, 12)), jax.random.normal(jax.random.key(6), (1, 1, 48, 8))]
+  options = kernels.compiler_options('auto', 'eval')
+  for kernel in kernels_:
+    f = functools.partial(kernels.MatmulConv.convolve, None, pad=(kernel.shape[0] - 1) // 2)
+    eigen = jax.jit(f, compiler_options=options)(x, kernel)
+    np.testing.assert_allclose(eigen, jax.jit(f)(x, kernel), rtol=1e-5, atol=1e-4)

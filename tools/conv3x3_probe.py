@@ -1,9 +1,10 @@
 r"""The 3x3 convolution of the bottleneck layers (4k -> k channels) on XLA:CPU, formulated three ways.
 
-- `lax.conv` as the models run it (XLA:CPU's YNNPACK fusion);
+- `lax.conv` (XLA:CPU's YNNPACK fusion), its backward pass by autodiff;
+- `conv2d`, the models' 3x3 kernel on XLA:CPU (`model/kernels.py`: the backward pass as forward convs);
 - Winograd F(2x2, 3x3): input tiles transformed with strided reshapes (no gathers), 16 batched
   `(tiles, C) x (C, O)` matmuls, the output transform and an interleave: 2.25x fewer multiplications;
-- `lax.conv` compiled with Eigen instead of YNNPACK (`xla_cpu_experimental_ynn_fusion_type=''`, a
+- both compiled with Eigen instead of YNNPACK (`xla_cpu_experimental_ynn_fusion_type=''`, a
   per-compile option, so it could serve one step only).
 
 Forward and forward+backward (input and kernel gradients) are timed round robin in one process, median of
@@ -20,6 +21,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
+
+from sparsenet_jax.model import kernels
 
 _B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
 _G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
@@ -68,8 +71,10 @@ def main():
     k = jnp.asarray(rng.normal(size=(3, 3, shape[-1], features)), jnp.float32)
     dy = jnp.asarray(rng.normal(size=(*shape[:-1], features)), jnp.float32)
     fns = {}
-    for name, f, options in (('lax.conv', conv, None), ('winograd', winograd, None),
-                             ('eigen', conv, {'xla_cpu_experimental_ynn_fusion_type': ''})):
+    eigen = {'xla_cpu_experimental_ynn_fusion_type': ''}
+    conv2d = lambda x, k: kernels.conv2d(x, k, 1)  # noqa: E731
+    for name, f, options in (('lax.conv', conv, None), ('conv2d', conv2d, None), ('winograd', winograd, None),
+                             ('eigen', conv, eigen), ('conv2d+eigen', conv2d, eigen)):
       fwd = jax.jit(f).lower(x, k).compile(compiler_options=options)
       grad = jax.jit(jax.grad(lambda x, k, f=f: jnp.sum(f(x, k) * dy), argnums=(0, 1))).lower(x, k).compile(
           compiler_options=options)
@@ -86,7 +91,7 @@ def main():
     print(f'# {shape} x (3, 3, {shape[-1]}, {features})')
     for name in fns:
       error = float(jnp.max(jnp.abs(fns[name][0](x, k) - reference)))
-      print(f'{name:9s} forward {med[name, 0] * 1e3:7.2f} ms ({med["lax.conv", 0] / med[name, 0]:.2f}x lax.conv), '
+      print(f'{name:12s} forward {med[name, 0] * 1e3:7.2f} ms ({med["lax.conv", 0] / med[name, 0]:.2f}x lax.conv), '
             f'forward+backward {med[name, 1] * 1e3:7.2f} ms ({med["lax.conv", 1] / med[name, 1]:.2f}x), '
             f'max |difference| {error:.1e}', flush=True)
 

@@ -7,7 +7,9 @@ is Flax's own `nn.Conv` and `jax.checkpoint`, the implementations every other Fl
 The convolutions, all with `nn.Conv`'s parameters: 'xla' is `nn.Conv`; 'forward_vjp' (`conv2d`) writes
 the backward pass as forward convolutions; 'matmul' (XLA:CPU's choice) is 'forward_vjp' with every 1x1
 convolution a `(N*H*W, C) x (C, O)` matmul (`conv1x1`), whose backward pass is two matmuls: XLA:CPU runs
-a 1x1 convolution 4-5x slower than the same matmul.
+a 1x1 convolution 4-5x slower than the same matmul. 'auto' on XLA:CPU also compiles the eval step with
+Eigen's convolutions and matmuls instead of YNNPACK's fusions (`compiler_options`), faster there for the
+forward pass alone; a kernel named explicitly is compiled with XLA's defaults.
 """
 from __future__ import annotations
 
@@ -177,6 +179,20 @@ def resolve(impl: str, cpu_choice: str, other_choice: str) -> str:
 def conv_kernel(conv_impl: str) -> str:
   """The convolution `ModelSpec.conv_impl` runs on this backend: 'matmul' on XLA:CPU, 'xla' elsewhere."""
   return resolve(conv_impl, 'matmul', 'xla')
+
+
+# XLA:CPU's choice per step under 'auto' (BENCHMARKS.md): Eigen for the eval step, where it measured
+# faster; the train step keeps YNNPACK's fusions.
+_EIGEN = {'xla_cpu_experimental_ynn_fusion_type': ''}
+_CPU_STEP_OPTIONS = {'train': {}, 'eval': _EIGEN}
+
+
+def compiler_options(conv_impl: str, step: str) -> dict:
+  """XLA compiler options for the 'train' or 'eval' step of a model with `conv_impl`: XLA:CPU's per-step
+  choice under 'auto', none otherwise (so `:matmul` in launch/bench.py measures what this choice buys)."""
+  if conv_impl != 'auto' or jax.default_backend() != 'cpu':
+    return {}
+  return dict(_CPU_STEP_OPTIONS[step])
 
 
 def conv_module(conv_impl: str) -> Callable[..., nn.Module]:
