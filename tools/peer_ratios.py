@@ -6,7 +6,7 @@ may carry bench's options, `densenet_bc_100:matmul`), with `--one_device` our fi
 device (what the split into one device per core buys), and the peer in channels-last; the next repeat
 starts with channels-last. A ratio divides our images/s by the peer's (or ours by ours) from the same
 repeat, so both sides share the machine's minutes (BENCHMARKS.md: a shared CPU moves by up to 2x between
-minutes). Prints every process's JSON line, then one line per ratio.
+minutes). Prints every process's JSON line and, after each repeat, one line per ratio.
 
   python tools/peer_ratios.py --torch_python=VENV/bin/python --repeats=2 --one_device
 
@@ -74,7 +74,13 @@ def main():
       for other in models[1:]:
         ratios.setdefault(f'{other} {mode} / {first} {mode}', []).append(
             ours[other, mode]['images_per_sec'] / ours[first, mode]['images_per_sec'])
-  print(f'# ratios, repeat by repeat (load {os.getloadavg()[0]:.1f} at the end)', flush=True)
+    show(ratios, repeat)
+
+
+def show(ratios, repeat):
+  """Every ratio so far, repeat by repeat (a run cut short still leaves its finished repeats)."""
+  print(f'# ratios after repeat {repeat + 1}, {time.strftime("%H:%M UTC", time.gmtime())}, '
+        f'load {os.getloadavg()[0]:.1f}', flush=True)
   for key, values in ratios.items():
     print(f'{key}: ' + ', '.join(f'{v:.2f}x' for v in values) + f' (mean {statistics.mean(values):.2f}x)',
           flush=True)
