@@ -23,7 +23,7 @@ Every step is timed to completion (`block_until_ready`); the median step is repo
 XLA's analysis of the compiled step, per device.
 
 A model may carry options after colons, which override the flags for that row: `scan`, `remat`, `bf16`,
-`xla` / `fwdvjp` (conv_impl) and `checkpoint` / `tied` (remat_impl; either turns remat on), e.g.
+`xla` / `fwdvjp` / `matmul` (conv_impl) and `checkpoint` / `tied` (remat_impl; either turns remat on), e.g.
 `densenet_bc_100:remat:tied`. Without them the kernels are 'auto', the backend's choice.
 """
 import json
@@ -51,11 +51,12 @@ from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
 from sparsenet_jax.model.spec import PRECISIONS
+from sparsenet_jax.training import cpu_devices
 from sparsenet_jax.training import optimizer
 from sparsenet_jax.training import steps
 
 flags.DEFINE_list('model', ['densenet_bc_100'], 'Preset names with options (NAME[:scan][:remat][:bf16]'
-                  '[:xla|:fwdvjp][:checkpoint|:tied]), or "all".')
+                  '[:xla|:fwdvjp|:matmul][:checkpoint|:tied]), or "all".')
 flags.DEFINE_list('blocks', None, 'Override the layers per block, e.g. 12,12,12.')
 flags.DEFINE_integer('batch_size', 64, 'Images per step (global: split over every device).')
 flags.DEFINE_integer('steps', 10, 'Timed steps after one warm-up step; 0 compiles only.')
@@ -83,7 +84,7 @@ cli.non_negative('steps')
 cli.output_file('plot')
 
 OPTIONS = {'scan': ('scan', True), 'remat': ('remat', True), 'bf16': ('precision', 'bf16'),
-           'xla': ('conv_impl', 'xla'), 'fwdvjp': ('conv_impl', 'forward_vjp'),
+           'xla': ('conv_impl', 'xla'), 'fwdvjp': ('conv_impl', 'forward_vjp'), 'matmul': ('conv_impl', 'matmul'),
            'checkpoint': ('remat_impl', 'checkpoint'), 'tied': ('remat_impl', 'tied')}
 _CACHE_HITS = []
 jax.monitoring.register_event_listener(
@@ -206,7 +207,7 @@ def make_rows(config, spec, mesh):
   info = {'model': config.model.name, 'blocks': list(spec.blocks), 'batch_size': FLAGS.batch_size,
           'devices': mesh.size, 'device': jax.devices()[0].device_kind, 'precision': config.precision,
           'remat': spec.remat, 'scan': spec.scan, 'conv_impl': spec.conv_impl, 'remat_impl': spec.remat_impl,
-          'conv_kernel': kernels.resolve(spec.conv_impl, 'forward_vjp', 'xla'),
+          'conv_kernel': kernels.conv_kernel(spec.conv_impl),
           'remat_kernel': kernels.remat_impl(spec.remat_impl) if spec.remat else None,
           'optimizer': config.optimizer.name, 'params': cost['params']}
   rows = []
@@ -273,6 +274,7 @@ def plot_sweep(rows, filename):
 def main(argv):
   del argv
   cli.use_compilation_cache(not FLAGS.cold_compile)  # off by default: compile_seconds times real compiles
+  cpu_devices.split(jax, (FLAGS.batch_size,))  # as launch/main.py: one device per core on a CPU
   mesh = steps.make_mesh()
   check_flags(mesh.size)
   if FLAGS.sweep_depth:

@@ -62,17 +62,19 @@ def check_flags() -> None:
       '--process_id together')
 
 
-def initialize_distributed(jax) -> None:
-  """JAX's own multi-process runtime: explicit flags, or auto-detection under SLURM / on TPU pods."""
+def initialize_distributed(jax) -> bool:
+  """JAX's own multi-process runtime: explicit flags, or auto-detection under SLURM / on TPU pods. Whether
+  it started one."""
   explicit = FLAGS.coordinator_address is not None or (FLAGS.num_processes or 1) > 1
   if not explicit and not _cluster_detected():
-    return
+    return False
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU runs; GPUs/TPUs use their own
   if explicit:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   else:
     jax.distributed.initialize()
+  return True
 
 
 def main(argv):
@@ -81,11 +83,13 @@ def main(argv):
   import jax  # after absl has parsed flags, so XLA_FLAGS set by callers apply
   cli.use_compilation_cache()
   logging.set_verbosity(logging.WARNING)
-  initialize_distributed(jax)
+  multi_process = initialize_distributed(jax)
 
+  from sparsenet_jax.training import cpu_devices
   from sparsenet_jax.training import train
 
   config = FLAGS.config
+  cpu_devices.split(jax, (config.batch_size, config.eval_batch_size), multi_process)  # before jax.devices()
   config_validation.validate(config, jax.device_count())
   if FLAGS.mode == 'eval':
     train.evaluate(config, FLAGS.workdir, show=lambda row: print(json.dumps(row), flush=True))

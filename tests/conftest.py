@@ -31,7 +31,7 @@ os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, os.environ.get('P
 
 def cpu_env(devices=1, **extra):
   """The environment of a launch script a test starts: `devices` CPU devices, the tests' XLA flags."""
-  count = f'--xla_force_host_platform_device_count={devices} ' if devices > 1 else ''
+  count = f'--xla_force_host_platform_device_count={devices} '  # always: else main.py takes one per core
   return dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=count + TEST_XLA_FLAGS, **extra)
 
 

@@ -3,6 +3,13 @@
 `ModelSpec.conv_impl` and `ModelSpec.remat_impl` name them; 'auto' picks by the backend at trace time.
 Both XLA:CPU choices were measured faster (or smaller) there (BENCHMARKS.md); on GPUs and TPUs 'auto'
 is Flax's own `nn.Conv` and `jax.checkpoint`, the implementations every other Flax model uses.
+
+The convolutions, all with `nn.Conv`'s parameters: 'xla' is `nn.Conv`; 'forward_vjp' (`conv2d`) writes
+the backward pass as forward convolutions; 'matmul' (XLA:CPU's choice) is 'forward_vjp' with every 1x1
+convolution a `(N*H*W, C) x (C, O)` matmul (`conv1x1`), whose backward pass is two matmuls: XLA:CPU runs
+a 1x1 convolution 4-5x slower than the same matmul. 'auto' on XLA:CPU also compiles the eval step with
+Eigen's convolutions and matmuls instead of YNNPACK's fusions (`compiler_options`), faster there for the
+forward pass alone; a kernel named explicitly is compiled with XLA's defaults.
 """
 from __future__ import annotations
 
@@ -48,6 +55,35 @@ def _conv2d_bwd(pad, residuals, dy):
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
+@jax.custom_vjp
+def conv1x1(x, kernel):
+  """A 1x1 NHWC convolution (`kernel` is (1, 1, C, O)) as one matmul over every pixel of the batch.
+
+  Its backward pass is the two matmuls of a dense layer, written out so that no convolution (and no
+  transpose of a 4-D activation) appears in the step, in straight-line code or in a scan.
+  """
+  return _matmul(x, kernel[0, 0])
+
+
+def _matmul(x, w):
+  """(N, H, W, C) x (C, O) -> (N, H, W, O): the reshapes are free in NHWC."""
+  return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
+
+
+def _conv1x1_fwd(x, kernel):
+  return conv1x1(x, kernel), (x, kernel)
+
+
+def _conv1x1_bwd(residuals, dy):
+  x, kernel = residuals
+  dx = _matmul(dy, kernel[0, 0].T)
+  dk = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])
+  return dx, dk[None, None].astype(kernel.dtype)
+
+
+conv1x1.defvjp(_conv1x1_fwd, _conv1x1_bwd)
+
+
 class ForwardVJPConv(nn.Conv):
   """nn.Conv (same parameters, counted by `counting` as one) with `conv2d`'s backward pass.
 
@@ -72,6 +108,9 @@ class ForwardVJPConv(nn.Conv):
       raise ValueError(f'ForwardVJPConv supports stride-1 SAME convolutions with square odd kernels; got '
                        f'{", ".join(unsupported)}: use conv_impl="xla"')
 
+  def convolve(self, x, kernel, pad: int):
+    return conv2d(x, kernel, pad)
+
   @nn.compact
   def __call__(self, inputs):
     self._check()
@@ -79,10 +118,20 @@ class ForwardVJPConv(nn.Conv):
     kernel = self.param('kernel', self.kernel_init, (*self.kernel_size, inputs.shape[-1], self.features),
                         self.param_dtype)
     dtype = self.dtype or inputs.dtype
-    y = conv2d(inputs.astype(dtype), kernel.astype(dtype), (size - 1) // 2)
+    y = self.convolve(inputs.astype(dtype), kernel.astype(dtype), (size - 1) // 2)
     if self.use_bias:
       y = y + self.param('bias', self.bias_init, (self.features,), self.param_dtype).astype(dtype)
     return y
+
+
+class MatmulConv(ForwardVJPConv):
+  """ForwardVJPConv with its 1x1 convolutions as matmuls (`conv1x1`): the 'matmul' kernel."""
+
+  def convolve(self, x, kernel, pad: int):
+    return conv1x1(x, kernel) if kernel.shape[:2] == (1, 1) else conv2d(x, kernel, pad)
+
+
+CONV_MODULES = {'xla': nn.Conv, 'forward_vjp': ForwardVJPConv, 'matmul': MatmulConv}
 
 
 def tied_recompute(layer: nn.Module, x, train: bool):
@@ -127,9 +176,28 @@ def resolve(impl: str, cpu_choice: str, other_choice: str) -> str:
   return cpu_choice if jax.default_backend() == 'cpu' else other_choice
 
 
+def conv_kernel(conv_impl: str) -> str:
+  """The convolution `ModelSpec.conv_impl` runs on this backend: 'matmul' on XLA:CPU, 'xla' elsewhere."""
+  return resolve(conv_impl, 'matmul', 'xla')
+
+
+# XLA:CPU's choice per step under 'auto' (BENCHMARKS.md): Eigen for the eval step, where it measured
+# faster; the train step keeps YNNPACK's fusions.
+_EIGEN = {'xla_cpu_experimental_ynn_fusion_type': ''}
+_CPU_STEP_OPTIONS = {'train': {}, 'eval': _EIGEN}
+
+
+def compiler_options(conv_impl: str, step: str) -> dict:
+  """XLA compiler options for the 'train' or 'eval' step of a model with `conv_impl`: XLA:CPU's per-step
+  choice under 'auto', none otherwise (so `:matmul` in launch/bench.py measures what this choice buys)."""
+  if conv_impl != 'auto' or jax.default_backend() != 'cpu':
+    return {}
+  return dict(_CPU_STEP_OPTIONS[step])
+
+
 def conv_module(conv_impl: str) -> Callable[..., nn.Module]:
-  """The Conv class for `ModelSpec.conv_impl`: both have the same parameters and compute the same."""
-  return ForwardVJPConv if resolve(conv_impl, 'forward_vjp', 'xla') == 'forward_vjp' else nn.Conv
+  """The Conv class for `ModelSpec.conv_impl`: all have the same parameters and compute the same."""
+  return CONV_MODULES[conv_kernel(conv_impl)]
 
 
 def remat_impl(remat_impl_name: str) -> str:

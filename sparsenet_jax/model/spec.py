@@ -29,7 +29,7 @@ ARCHITECTURE, LAYOUT, RUNTIME = 'architecture', 'layout', 'runtime'
 ATTENTIONS = (None, 'paper', 'se')
 STEMS = ('cifar', 'imagenet')
 COMPRESSIONS = ('sparsenet', 'half', 'none')
-CONV_IMPLS = ('auto', 'xla', 'forward_vjp')
+CONV_IMPLS = ('auto', 'xla', 'forward_vjp', 'matmul')
 REMAT_IMPLS = ('auto', 'checkpoint', 'tied')
 DTYPES = ('float32', 'bfloat16')
 PRECISIONS = {'fp32': 'float32', 'bf16': 'bfloat16'}  # a config's `precision` -> the spec's dtype
@@ -73,7 +73,8 @@ class ModelSpec:
   scan_chunk: int = _field(4, LAYOUT, 'growing layers per scan; 1 keeps them unrolled')
   remat: bool = _field(False, LAYOUT, 'recompute each layer in the backward pass')
   conv_impl: str = _field('auto', LAYOUT, "'xla' (nn.Conv), 'forward_vjp' (backward pass as forward "
-                                          "convs, faster on XLA:CPU) or 'auto' (by backend)")
+                                          "convs), 'matmul' (forward_vjp with 1x1 convs as matmuls, the "
+                                          "fastest on XLA:CPU) or 'auto' (by backend)")
   remat_impl: str = _field('auto', LAYOUT, "'checkpoint' (jax.checkpoint), 'tied' (frees memory on "
                                            "XLA:CPU) or 'auto' (by backend)")
   dtype: str = _field('float32', RUNTIME, "compute precision: 'float32' or 'bfloat16'")

@@ -24,6 +24,7 @@ from sparsenet_jax.data import augment
 from sparsenet_jax.data import datasets
 from sparsenet_jax.data import input_pipeline
 from sparsenet_jax.data import stream
+from sparsenet_jax.model import kernels
 from sparsenet_jax.model import layout
 from sparsenet_jax.model import network
 
@@ -111,7 +112,8 @@ def make_train_step(model, tx, schedule, mesh, mean, std, augment_kind: str):
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P('data'), P('data'), P()),
                           out_specs=(P(), P()))
 
-  @functools.partial(jax.jit, donate_argnums=0)
+  @functools.partial(jax.jit, donate_argnums=0,
+                     compiler_options=kernels.compiler_options(model.spec.conv_impl, 'train'))
   def train_step(state: TrainState, images, labels):
     # Augmenting the global batch with one key makes the result independent of the device count.
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -146,7 +148,7 @@ def make_eval_step(model, mesh, mean, std):
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P('data'), P('data'), P('data')),
                           out_specs=(P(),) * (3 if top5 else 2))
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=kernels.compiler_options(model.spec.conv_impl, 'eval'))
   def eval_step(variables, images, labels, mask):
     x = augment.preprocess(None, images, mean, std, 'none', train=False)
     return sharded(variables['params'], variables['batch_stats'], x, labels, mask)

@@ -30,6 +30,7 @@ from sparsenet_jax.model import spec as spec_lib
 from sparsenet_jax.model.spec import PRECISIONS
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.training import config_validation
+from sparsenet_jax.training import cpu_devices
 from sparsenet_jax.training import metrics as metrics_lib
 from sparsenet_jax.training import optimizer
 from sparsenet_jax.training import record
@@ -109,18 +110,6 @@ def _interrupted(e: KeyboardInterrupt, workdir: str) -> KeyboardInterrupt:
   return type(e)(f'{e or "SIGINT received"}: stopped; the same command resumes the run in {workdir}')
 
 
-def check_workdir(workdir: str) -> None:
-  """Fails at start, not at the first save, when the workdir cannot hold a run."""
-  probe = os.path.join(workdir, f'.write_test_{os.getpid()}')
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
-  except OSError as e:
-    raise WorkdirError(f'cannot write to workdir {workdir}: {e.strerror or e}') from None
-
-
 def train_and_evaluate(config, workdir: str, extend: bool = False, restart: bool = False) -> Dict[str, Any]:
   """Trains per `config`, resuming from the latest checkpoint in `workdir`; returns the final eval row.
 
@@ -132,7 +121,7 @@ def train_and_evaluate(config, workdir: str, extend: bool = False, restart: bool
   is read or written.
   """
   created = not os.path.exists(workdir)
-  check_workdir(workdir)
+  workdir_lock.check_writable(workdir)
   with _workdir_held(workdir, 'train'):
     if restart:
       start_over(workdir)
@@ -196,9 +185,11 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else optimizer.total_steps(config.num_epochs, steps_per_epoch))
 
-  # Model, the run's description, optimiser, state.
+  # Model, the run's description, optimiser, state. A CPU split into one device per core is one device
+  # to the run: its BatchNorm statistics are synchronised.
+  sync = config.sync_batch_norm or cpu_devices.active()
   try:
-    spec = presets.from_config(config, data.num_classes, axis_name='data' if config.sync_batch_norm else None)
+    spec = presets.from_config(config, data.num_classes, axis_name='data' if sync else None)
     spec_lib.check_image_size(spec, image_shape)  # the data's images, before anything is traced
   except ValueError as e:
     raise config_validation.ConfigError(f'config.model: {e}') from None
@@ -243,6 +234,8 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(total_steps, start_step)
   progress.message(f'data: {data.name}, {steps.feed_summary(data.train, config.max_device_dataset_bytes)}')
+  if cpu_devices.active():
+    progress.message(cpu_devices.describe())
   if start_step:
     progress.message(f'resumed from step {start_step} in {workdir}')
   elif config.get('init_from'):

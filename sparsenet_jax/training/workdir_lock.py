@@ -35,6 +35,19 @@ STALE_S = 300  # a lock of another host whose heartbeat is older than this is ta
 _READ_TRIES = 20  # a holder writes its record right after taking the flock: a refused reader waits for it
 
 
+def check_writable(workdir: str) -> None:
+  """Fails at start, not at the first save, when the workdir cannot hold a run (made when it is not there):
+  before the lock, so a read-only workdir is said to be one."""
+  probe = os.path.join(workdir, f'.write_test_{os.getpid()}')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f'cannot write to workdir {workdir}: {e.strerror or e}') from None
+
+
 def process_start(pid: int) -> Optional[int]:
   """When process `pid` started (clock ticks after boot, /proc/PID/stat), or None when it is not running
   (or the system has no /proc): with the pid, it names one process, even after the pid is reused."""
