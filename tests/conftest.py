@@ -46,6 +46,17 @@ def pytest_sessionfinish(session):
     shutil.rmtree(os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
 
+def override(config, changes):
+  """`config` with each dotted field of `changes` set ({'model.growth_rate': 4}); returns it."""
+  for key, value in changes.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
 def build(config, num_classes, steps_per_epoch, axis_name=None):
   """(model, optimiser, schedule) of a training config, as the training loop makes them."""
   from sparsenet_jax.model import network

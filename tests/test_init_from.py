@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import override
 from configs import digits as digits_config
 from sparsenet_jax.data import datasets
 from sparsenet_jax.errors import ConfigError
@@ -24,13 +25,7 @@ def tiny(**changes):
   config.num_train_steps = 3
   config.log_every_steps = 1
   config.eval_batch_size = 400
-  for key, value in changes.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return override(config, changes)
 
 
 FROZEN = dict(learning_rates=(0.0,), lr_boundaries_epochs=())  # the weights taken over must not move

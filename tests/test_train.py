@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED_DATA, build, cpu_env
+from conftest import ROOT, SHARED_DATA, build, cpu_env, override
 from configs import default
 from configs import digits as digits_config
 from sparsenet_jax.data import datasets
@@ -33,13 +33,7 @@ def tiny_config(**overrides):
   config.log_every_steps = 5
   config.eval_every_epochs = 1
   config.checkpoint_every_epochs = 1
-  for k, v in overrides.items():
-    target = config
-    *path, last = k.split('.')
-    for p in path:
-      target = target[p]
-    target[last] = v
-  return config
+  return override(config, overrides)
 
 
 def params_of(workdir, config):
