@@ -44,7 +44,7 @@ cli.positive('image_size')
 cli.positive('batch_size')
 cli.positive('steps')
 cli.non_negative('warmup')
-cli.non_negative('synthetic')
+cli.non_negative('synthetic', 'workers')
 FLAGS = flags.FLAGS
 CLASSES = 10
 
@@ -143,9 +143,7 @@ def main(argv):
   del argv
   if FLAGS.synthetic and not os.path.exists(FLAGS.root):
     write_synthetic(FLAGS.root, FLAGS.synthetic, FLAGS.synthetic_size)
-  workers = [int(w) for w in FLAGS.workers]
-  if any(w < 0 for w in workers):
-    raise errors.ArgumentError(f'--workers must be counts >= 0, got {",".join(FLAGS.workers)}')
+  workers = [int(w) for w in FLAGS.workers]  # counts >= 0 (cli.non_negative)
   cfg = ml_collections.ConfigDict({'name': 'imagenet_folder', 'root': FLAGS.root, 'image_size': FLAGS.image_size,
                                    'num_workers': 0})
   files = datasets.load(cfg).train

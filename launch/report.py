@@ -23,7 +23,10 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only checkpoint it opens
-  print(report_page.write(FLAGS.workdir, FLAGS.out or os.path.join(FLAGS.workdir, 'report')))
+  out = FLAGS.out or os.path.join(FLAGS.workdir, 'report')
+  if os.path.lexists(out) and not os.path.isdir(out):  # refused before any work, not as an I/O error after it
+    raise errors.ArgumentError(f'--out={out} is a file, not a directory for report.md and its PNGs')
+  print(report_page.write(FLAGS.workdir, out))
 
 
 def entry():

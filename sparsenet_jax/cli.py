@@ -186,6 +186,11 @@ def _check_config(argv: Sequence[str], name: str, check: Optional[Callable[[Any,
     raise errors.ConfigError(f'config file {path}: ' + one_line(f'{type(e).__name__}: {e}'))
   if check:
     check(config, path)
+  overrides = [flag for _, flag in flags_given if flag.startswith(f'{name}.')]
+  for flag in sorted({f for f in overrides if overrides.count(f) > 1}):
+    if not _unknown_field(config, flag[len(name) + 1:]) and _field_type(config, flag[len(name) + 1:]) is tuple:
+      raise errors.ConfigError(f'--{flag} given more than once: config_flags would join the tuples, not keep '
+                               'the last; give it once')
   for j, flag in flags_given:
     unknown = flag.startswith(f'{name}.') and _unknown_field(config, flag[len(name) + 1:])
     if unknown:
@@ -240,30 +245,35 @@ def _check(name: str, ok: Callable[[Any], bool], bound: str) -> None:
 
 def positive(*names: str) -> None:
   """Integer flags (or list flags of integers) that must be >= 1 when given."""
-  for name in names:
-    listed = 'list' in FLAGS[name].flag_type()
-    _check(name, lambda v: all(_int(x) > 0 for x in (v if isinstance(v, list) else [v])),
-           'integers >= 1, comma-separated' if listed else '>= 1')
+  _at_least(names, 1)
 
 
 def non_negative(*names: str) -> None:
+  """Integer flags (or list flags of integers) that must be >= 0 when given."""
+  _at_least(names, 0)
+
+
+def _at_least(names: Sequence[str], least: int) -> None:
   for name in names:
-    _check(name, lambda v: v >= 0, '>= 0')
+    listed = 'list' in FLAGS[name].flag_type()
+    _check(name, lambda v: all(_int(x) is not None and _int(x) >= least for x in (v if isinstance(v, list) else [v])),
+           f'integers >= {least}, comma-separated' if listed else f'>= {least}')
 
 
 def output_file(*names: str) -> None:
   """Flags naming a file the script writes: when given, in a directory that exists, and not a directory
   itself (refused before any work, not as an I/O error after it)."""
   for name in names:
-    _check(name, lambda v: not os.path.isdir(v) and os.path.isdir(os.path.dirname(os.path.abspath(v))),
+    _check(name, lambda v: bool(v) and not v.endswith(os.sep) and not os.path.isdir(v) and
+           os.path.isdir(os.path.dirname(os.path.abspath(v))),
            'a file in an existing directory')
 
 
-def _int(x) -> int:
+def _int(x) -> Optional[int]:
   try:
     return int(x)
   except (TypeError, ValueError):
-    return 0  # not an integer: refused by the validator's message
+    return None  # not an integer: refused by the validator's message
 
 
 def define_compilation_cache(note: str = '') -> None:
@@ -276,7 +286,17 @@ def use_compilation_cache(use: bool = True) -> None:
   """JAX's persistent compilation cache in --compilation_cache, or none when it is "" or `use` is false.
   Before the first compile, which fixes for the process whether JAX reads and writes the cache."""
   import jax  # pylint: disable=import-outside-toplevel  (the scripts that never compile never load JAX)
-  jax.config.update('jax_compilation_cache_dir', (FLAGS.compilation_cache if use else '') or None)
+  folder = FLAGS.compilation_cache if use else ''
+  if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+    try:  # a folder JAX cannot use would print a warning at every compile (and the run go on without it)
+      os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+      raise errors.ArgumentError(f'--compilation_cache={folder} (or $JAX_COMPILATION_CACHE_DIR): {e.strerror}; '
+                                 'give a writable directory, or "" for none') from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+      raise errors.ArgumentError(f'--compilation_cache={folder} (or $JAX_COMPILATION_CACHE_DIR) is not writable; '
+                                 'give a writable directory, or "" for none')
+  jax.config.update('jax_compilation_cache_dir', folder or None)
 
 
 # ----------------------------------------------------------------------------------------------------

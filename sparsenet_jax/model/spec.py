@@ -164,10 +164,18 @@ def min_image_size(spec: ModelSpec) -> int:
   return 4 * (first_block - 1) + 1 if spec.stem == 'imagenet' else first_block
 
 
+# The largest height (and width) taken: XLA refuses shapes whose element count overflows int64 (a 1e10x1e10
+# image), and far smaller ones would not fit any accelerator.
+MAX_IMAGE_SIZE = 2 ** 16
+
+
 def check_image_size(spec: ModelSpec, image_shape: Tuple[int, ...]) -> None:
   """ValueError naming the smallest size when images of `image_shape` ((H, W, ...)) are too small for
-  `spec`: found before anything is traced or compiled."""
+  `spec`, or the largest when they are over MAX_IMAGE_SIZE: found before anything is traced or compiled."""
   height, width = (int(d) for d in image_shape[:2])
+  if max(height, width) > MAX_IMAGE_SIZE:
+    raise ValueError(f'{height}x{width} images are larger than {MAX_IMAGE_SIZE}x{MAX_IMAGE_SIZE} '
+                     '(spec.MAX_IMAGE_SIZE)')
   smallest = min_image_size(spec)
   if min(height, width) < smallest:
     pools = len(spec.blocks) - 1

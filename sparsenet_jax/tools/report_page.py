@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
@@ -159,9 +160,13 @@ def draw_all(groups: Sequence[Group], rows: Sequence[Row], figure: Callable[...,
 
 def write(root: str, out: str) -> str:
   """Writes out/report.md and its PNGs for every run under `root`; returns the report's path."""
-  runs = report.find_runs(root)
-  if not runs:
-    raise ValueError(f'no runs under {root} (a run is a directory with config.json)')
+  skipped: List[str] = []
+  runs = report.find_runs(root, warn=skipped.append)
+  if not runs:  # one line: the run skipped, when it was the only one
+    raise ValueError(skipped[0] if len(skipped) == 1 else f'no runs under {root} (a run is a directory with '
+                     'config.json)' + (f'; {len(skipped)} skipped, e.g. {skipped[0]}' if skipped else ''))
+  for line in skipped:
+    print(line, file=sys.stderr)
   os.makedirs(out, exist_ok=True)
   groups = report.group_runs(runs)
   rows = report.tabulate(groups)
