@@ -17,6 +17,7 @@ from PIL import Image
 from conftest import ROOT, build, cpu_env, write_image_folder
 from configs import digits
 from sparsenet_jax.data import datasets
+from sparsenet_jax.data import images
 from sparsenet_jax.data import stream
 from sparsenet_jax.errors import DataError
 from sparsenet_jax.model import network
@@ -80,6 +81,13 @@ def test_listing_leaves_out_empty_files_and_decodes_the_convertible_ones(folder)
     assert stream.decode(os.path.join(folder, 'train', 'n01', name)) is None
   # The fingerprint is of the listing: the same files give the same one, one more file another.
   assert datasets.load(_cfg(folder, workers=2)).fingerprint == data.fingerprint
+
+
+def test_decoding_goes_through_the_one_image_decoder_and_its_limits(folder, monkeypatch):
+  path = os.path.join(folder, 'train', 'n01', '000.JPEG')
+  np.testing.assert_array_equal(stream.decode(path), images.read(path))
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)  # every image here is a "decompression bomb" now
+  assert stream.decode(path) is None  # skipped and counted by the stream, not a crash
 
 
 def test_empty_class_folder_and_val_class_missing_from_train_are_refused(tmp_path):

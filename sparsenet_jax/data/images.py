@@ -1,5 +1,5 @@
-"""Image files decoded one way, with one set of limits: `read` and `size`, for image folders (training)
-and for predict's inputs.
+"""Image files decoded one way, with one set of limits: `read` and `size`, for image folders (training, decoded
+up front or streamed by Grain: `stream.decode`) and for predict's inputs.
 
 PIL guards against decompression bombs by warning above `Image.MAX_IMAGE_PIXELS` pixels and refusing
 above twice that; here both are one refusal, `ImageFileError`, as is everything PIL raises on a file

@@ -43,6 +43,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from sparsenet_jax.data import images
 from sparsenet_jax.data.base import DataError, IMAGE_EXTENSIONS, Loaded
 
 if TYPE_CHECKING:
@@ -142,12 +143,12 @@ def scan(split_dir: str, classes: Optional[Sequence[str]], image_shape: Tuple[in
 
 
 def decode(path: str) -> Optional[np.ndarray]:
-  """The file's pixels as uint8 RGB (CMYK, grayscale and palette images converted; the format is read from the
-  content, not the name), or None when it cannot be decoded."""
+  """The file's pixels as uint8 RGB through the project's one decoder (`images.read`: CMYK, grayscale and
+  palette images converted, the format read from the content, not the name, its decompression-bomb limit), or
+  None when it cannot be decoded: the stream skips such a file and counts it instead of stopping."""
   try:
-    with Image.open(path) as image:
-      return np.asarray(image.convert('RGB'))
-  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    return images.read(path)
+  except images.ImageFileError:
     return None
 
 
