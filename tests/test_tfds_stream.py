@@ -2,12 +2,17 @@
 imagenet2012 builder fed a few generated JPEGs, read by tfds.data_source and streamed through the folder's Grain
 pipeline (crops, order, bad records, evaluation counts), in this process and in 2 Grain workers."""
 import io
+import json
+import subprocess
+import sys
 
 import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import ROOT, cpu_env
+from test_stream import ARGS  # the README's ImageNet command, shrunk to a small ImageNet-stem model
 from sparsenet_jax.data import datasets
 from sparsenet_jax.data import stream
 from sparsenet_jax.errors import DataError
@@ -84,6 +89,19 @@ def test_two_grain_workers_read_the_same_batches(data_dir):
   for a, b in zip(_train(data, 2), _train(data, 0)):
     for key in ('image', 'label', 'index', 'bad'):
       np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.slow
+def test_main_trains_on_a_tfds_copy_with_two_workers(data_dir, tmp_path):
+  done = subprocess.run([sys.executable, 'launch/main.py', *ARGS, '--config.dataset.name=imagenet_tfds',
+                         f'--config.dataset.data_dir={data_dir}', '--config.num_train_steps=3',
+                         f'--workdir={tmp_path / "run"}'], cwd=ROOT, env=cpu_env(), capture_output=True, text=True,
+                        timeout=500)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f'{TRAIN} training images streamed from' in done.stderr and 'by Grain, 2 worker processes' in done.stderr
+  assert 'unreadable file(s)' in done.stderr
+  final = [json.loads(line) for line in open(tmp_path / 'run' / 'metrics.jsonl')][-1]
+  assert final['step'] == 3 and final['num_examples'] == VAL
 
 
 def test_a_missing_copy_is_one_data_error_naming_the_directory(tmp_path):
