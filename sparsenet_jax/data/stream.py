@@ -26,9 +26,10 @@ masked out; the batches carry the index of every file that failed, and `steps` (
 devices) warns with a count and a few names. CMYK, grayscale and palette images are converted to RGB, and a PNG
 named `.JPEG` is decoded as a PNG. Zero-byte files are dropped when listing.
 
-An `image_folder` (ROOT/train, ROOT/test, images of one size) whose decoded training set is larger than
-`config.max_device_dataset_bytes` is streamed the same way, its images used as decoded (`Files.crop` False: one
-of another size counts as unreadable) and its statistics estimated from a fixed sample (`sample`).
+A tfds ArrayRecord copy of ImageNet (`tfds_stream.Records`) goes through the same pipeline: any `Streamed`
+split can. An `image_folder` (ROOT/train, ROOT/test, images of one size) whose decoded training set is larger
+than `config.max_device_dataset_bytes` is streamed the same way, its images used as decoded (`Files.crop`
+False: one of another size counts as unreadable) and its statistics estimated from a fixed sample (`sample`).
 """
 from __future__ import annotations
 
