@@ -1,8 +1,11 @@
 """The Grain stream of an ImageNet-layout folder (`imagenet_folder`): listing, bad files, order and crops, sharding
 across real processes, and a run through launch/main.py with 2 workers that is killed mid-epoch and resumed."""
+import ast
+import functools
 import io
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,11 +18,14 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, build, cpu_env, write_image_folder
-from configs import digits
+from configs import imagenet
 from sparsenet_jax.data import datasets
+from sparsenet_jax.data import images
 from sparsenet_jax.data import stream
 from sparsenet_jax.errors import DataError
 from sparsenet_jax.model import network
+from sparsenet_jax.model import presets
+from sparsenet_jax.model import spec as spec_lib
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.training import steps
 
@@ -80,6 +86,13 @@ def test_listing_leaves_out_empty_files_and_decodes_the_convertible_ones(folder)
     assert stream.decode(os.path.join(folder, 'train', 'n01', name)) is None
   # The fingerprint is of the listing: the same files give the same one, one more file another.
   assert datasets.load(_cfg(folder, workers=2)).fingerprint == data.fingerprint
+
+
+def test_decoding_goes_through_the_one_image_decoder_and_its_limits(folder, monkeypatch):
+  path = os.path.join(folder, 'train', 'n01', '000.JPEG')
+  np.testing.assert_array_equal(stream.decode(path), images.read(path))
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)  # every image here is a "decompression bomb" now
+  assert stream.decode(path) is None  # skipped and counted by the stream, not a crash
 
 
 def test_empty_class_folder_and_val_class_missing_from_train_are_refused(tmp_path):
@@ -202,22 +215,45 @@ def test_two_processes_read_disjoint_slices_covering_each_epoch_once(tmp_path):
     assert len(mine[0] | mine[1]) == spe * 8 == 36 - 36 % 8  # the epoch's examples, each once
 
 
-ARGS = ['--config=' + os.path.join(ROOT, 'configs', 'digits.py'), '--config.model.growth_rate=4',
-        '--config.model.blocks=(2,3)', '--config.model.path=2', '--config.dataset.name=imagenet_folder',
-        '--config.dataset.image_size=32', '--config.dataset.num_workers=2', '--config.batch_size=8',
-        '--config.eval_batch_size=8', '--config.num_train_steps=8', '--config.log_every_steps=1',
-        '--config.checkpoint_every_epochs=100']
+def _readme_command():
+  """The README's ImageNet training command, less its --workdir and --config.dataset.root (each test gives its
+  own): the test runs what a reader types, so a README that changes the command changes the test."""
+  line = next(line for line in open(os.path.join(ROOT, 'README.md'))
+              if 'launch/main.py --config=configs/imagenet.py:' in line)
+  words = shlex.split(line.split('#')[0])
+  assert words[:2] == ['python', 'launch/main.py'], line
+  kept = [w for w in words[2:] if not w.startswith(('--workdir=', '--config.dataset.root='))]
+  assert len(kept) == len(words) - 4, line  # it names a workdir and a root
+  return kept
+
+
+# A small ImageNet-stem DenseNet (k=4, two blocks of 2 and 3 layers; 32 px is above its spec.min_image_size of
+# 5) on 32 px crops, fp32 on the CPU, 2 Grain workers, 8 steps of 8 (an epoch of the folder is 5 steps),
+# evaluated at the end only and checkpointed only when stopped.
+OVERRIDES = ['--config.model.stem=imagenet', '--config.model.growth_rate=4', '--config.model.blocks=(2,3)',
+             '--config.precision=fp32', '--config.dataset.image_size=32', '--config.dataset.num_workers=2',
+             '--config.batch_size=8', '--config.eval_batch_size=8', '--config.num_train_steps=8',
+             '--config.log_every_steps=1', '--config.eval_every_epochs=100', '--config.checkpoint_every_epochs=100']
+ARGS = _readme_command() + OVERRIDES
 
 
 def _main(root, workdir):
-  return subprocess.Popen([sys.executable, os.path.join(ROOT, 'launch', 'main.py'), *ARGS,
-                           f'--config.dataset.root={root}', f'--workdir={workdir}'], env=cpu_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen([sys.executable, 'launch/main.py', *ARGS, f'--config.dataset.root={root}',
+                           f'--workdir={workdir}'], cwd=ROOT, env=cpu_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
 
 
 def _state(workdir):
-  config = digits.get_config()
-  config.model.growth_rate, config.model.blocks, config.model.path = 4, (2, 3), 2
+  config = imagenet.get_config(ARGS[0].split(':', 1)[1])
+  for override in OVERRIDES:
+    key, value = override[len('--config.'):].split('=', 1)
+    *parents, field = key.split('.')
+    node = functools.reduce(getattr, parents, config)
+    try:
+      node[field] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      node[field] = value  # a string: imagenet, fp32
+  assert spec_lib.min_image_size(presets.from_config(config, 3)) <= 32
   model, tx, _ = build(config, 3, 5)
   mesh = steps.make_mesh()
   state, _, _ = checkpoints.restore(
@@ -260,9 +296,9 @@ def test_main_trains_with_two_workers_and_a_killed_run_resumes_bit_exact(tmp_pat
 def test_main_refuses_an_empty_class_folder_in_one_line_with_exit_2(tmp_path):
   root = write_imagenet_folder(str(tmp_path / 'folder'), train=1, val=1, bad=False)
   os.makedirs(os.path.join(root, 'train', 'n04'))
-  done = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'main.py'), *ARGS,
-                         f'--config.dataset.root={root}', f'--workdir={tmp_path / "run"}'], env=cpu_env(),
-                        capture_output=True, text=True, timeout=300)
+  done = subprocess.run([sys.executable, 'launch/main.py', *ARGS, f'--config.dataset.root={root}',
+                         f'--workdir={tmp_path / "run"}'], cwd=ROOT, env=cpu_env(), capture_output=True, text=True,
+                        timeout=300)
   assert done.returncode == 2, done.stderr[-2000:]
   lines = [line for line in done.stderr.splitlines() if line.strip()]
   assert lines[-1].startswith('data error: no .png/.jpg/.jpeg files in class folder') and len(lines) == 1

@@ -18,7 +18,9 @@ Sources (the registry `_REGISTRY` at the end of this file: a new dataset is one 
 - `npz`: arrays `image` (uint8, N x H x W x C) and `label` (int) per split.
 - `image_folder`: `root/<split>/<class>/*.png|jpg|jpeg`, classes sorted by name.
 - `imagenet_folder`: `root/train/<class>/*.JPEG` and `root/val/...`, listed here and streamed by Grain in
-  training (`stream`): its splits are `stream.Files`, not arrays (`Dataset.streamed`).
+  training (`stream`): its splits are `stream.Streamed`, not arrays (`Dataset.streamed`).
+- `imagenet_tfds`: a tfds ArrayRecord copy of `imagenet2012` under `data_dir`, streamed the same way
+  (`tfds_stream`).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ import numpy as np
 from sparsenet_jax.data import cifar_svhn
 from sparsenet_jax.data import images as image_files
 from sparsenet_jax.data import stream
+from sparsenet_jax.data import tfds_stream
 from sparsenet_jax.data.base import AUGMENTATIONS, IMAGE_EXTENSIONS, DataError, Loaded, Split
 
 __all__ = ['AUGMENTATIONS', 'DataError', 'Dataset', 'Facts', 'SOURCES', 'Split', 'facts', 'load']
@@ -61,7 +64,7 @@ class Facts(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   name: str
-  train: Split  # or stream.Files (a streamed folder): the same len, image_shape, labels and digest
+  train: Split  # or stream.Streamed (streamed data): the same len, image_shape, labels and digest
   test: Split  # the test split, or the validation split carved from train when validation_size > 0
   num_classes: int
   class_names: Optional[Tuple[str, ...]]
@@ -87,7 +90,7 @@ class Dataset:
   @property
   def streamed(self) -> bool:
     """Read from files batch by batch (Grain) rather than held as arrays."""
-    return isinstance(self.train, stream.Files)
+    return isinstance(self.train, stream.Streamed)
 
   def facts(self) -> Facts:
     return Facts(self.name, self.image_shape, self.num_classes, self.class_names,
@@ -159,7 +162,7 @@ def load(cfg, max_bytes: Optional[int] = None) -> Dataset:
       loader = functools.partial(source.streamer, fixed_shape=tuple(shape))
   loaded = loader(cfg, validation_size == 0)
   train, test = loaded.train, loaded.test
-  streamed = isinstance(train, stream.Files)
+  streamed = isinstance(train, stream.Streamed)
   if validation_size and streamed:
     raise DataError(f'dataset.validation_size is not supported when {name} is streamed: it evaluates on its '
                     'own split (ROOT/val or ROOT/test)')
@@ -382,5 +385,7 @@ _REGISTRY = {
     'image_folder': Source(_load_image_folder, peek=_peek_image_folder, streamer=stream.load_folder),
     'imagenet_folder': Source(stream.load_folder, (stream.IMAGENET_MEAN, stream.IMAGENET_STD),
                               'random_resized_crop', peek=stream.peek_folder),
+    'imagenet_tfds': Source(tfds_stream.load, (stream.IMAGENET_MEAN, stream.IMAGENET_STD), 'random_resized_crop',
+                            peek=tfds_stream.peek),
 }
 SOURCES = tuple(_REGISTRY)

@@ -1,5 +1,5 @@
-"""Image files decoded one way, with one set of limits: `read` and `size`, for image folders (training)
-and for predict's inputs.
+"""Image files decoded one way, with one set of limits: `read` and `size`, for image folders (training, decoded
+up front or streamed by Grain: `stream.decode`) and for predict's inputs.
 
 PIL guards against decompression bombs by warning above `Image.MAX_IMAGE_PIXELS` pixels and refusing
 above twice that; here both are one refusal, `ImageFileError`, as is everything PIL raises on a file
@@ -7,6 +7,7 @@ that is not an image, is cut short or is empty, so a caller reports one line or 
 """
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
@@ -27,8 +28,8 @@ class ImageFileError(DataError):
   """A file that cannot be decoded as an image; the message names it and says why."""
 
 
-def _opened(path: str) -> Image.Image:
-  """`Image.open(path)`, PIL's decompression-bomb warning raised as a refusal."""
+def _opened(path) -> Image.Image:
+  """`Image.open(path)` (a path or a file object), PIL's decompression-bomb warning raised as a refusal."""
   with warnings.catch_warnings():
     warnings.simplefilter('error', Image.DecompressionBombWarning)
     return Image.open(path)
@@ -50,8 +51,17 @@ def read(path: str, mode: str = 'RGB', size: Optional[Tuple[int, int]] = None, o
   """The pixels of `path` as uint8 (H, W, channels of `mode`: 'L' or 'RGB'); with `orient`, its EXIF
   orientation applied first, as a viewer would; resized (bilinear, antialiased when shrinking) to `size`
   (width, height) if given. ImageFileError if it cannot be decoded."""
+  return _read(path, path, mode, size, orient)
+
+
+def read_bytes(data: bytes, name: str, mode: str = 'RGB') -> np.ndarray:
+  """`read` of an encoded image held in memory (a record of a tfds copy); `name` says which in a refusal."""
+  return _read(io.BytesIO(data), name, mode, None, False)
+
+
+def _read(source, path: str, mode: str, size: Optional[Tuple[int, int]], orient: bool) -> np.ndarray:
   try:
-    with _opened(path) as image:
+    with _opened(source) as image:
       image = (ImageOps.exif_transpose(image) if orient else image).convert(mode)
       if size is not None and image.size != tuple(size):
         image = image.resize(tuple(size), Image.Resampling.BILINEAR)

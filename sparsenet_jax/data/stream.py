@@ -26,9 +26,10 @@ masked out; the batches carry the index of every file that failed, and `steps` (
 devices) warns with a count and a few names. CMYK, grayscale and palette images are converted to RGB, and a PNG
 named `.JPEG` is decoded as a PNG. Zero-byte files are dropped when listing.
 
-An `image_folder` (ROOT/train, ROOT/test, images of one size) whose decoded training set is larger than
-`config.max_device_dataset_bytes` is streamed the same way, its images used as decoded (`Files.crop` False: one
-of another size counts as unreadable) and its statistics estimated from a fixed sample (`sample`).
+A tfds ArrayRecord copy of ImageNet (`tfds_stream.Records`) goes through the same pipeline: any `Streamed`
+split can. An `image_folder` (ROOT/train, ROOT/test, images of one size) whose decoded training set is larger
+than `config.max_device_dataset_bytes` is streamed the same way, its images used as decoded (`Files.crop`
+False: one of another size counts as unreadable) and its statistics estimated from a fixed sample (`sample`).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from sparsenet_jax.data import images
 from sparsenet_jax.data.base import DataError, IMAGE_EXTENSIONS, Loaded
 
 if TYPE_CHECKING:
@@ -59,8 +61,15 @@ NAMES_SHOWN = 3                # unreadable files named in a warning
 STATS_SAMPLE = 1000            # images decoded to estimate a streamed image_folder's statistics
 
 
+class Streamed:
+  """What the Grain pipeline reads, decoded per example in the workers: a split of a folder (`Files`) or of a
+  tfds ArrayRecord copy (`tfds_stream.Records`). It has `root` (named in logs), `classes`, `image_shape`,
+  `crop`, `num_workers`, `len`, `example(i)` -> (uint8 RGB pixels or None when unreadable, label), `path(i)`
+  (the example's name in a warning), `labels` and `digest(h)` (the dataset's fingerprint)."""
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class Files:
+class Files(Streamed):
   """One split of a folder, listed and not decoded: file `i` is `root/classes[labels[i]]/names[i]`.
 
   Held as three numpy arrays (file names as fixed-width bytes, then 12 bytes of label and size per file), so a
@@ -80,6 +89,9 @@ class Files:
 
   def path(self, i: int) -> str:
     return os.path.join(self.root, self.classes[self.labels[i]], self.names[i].decode())
+
+  def example(self, i: int) -> Tuple[Optional[np.ndarray], int]:
+    return decode(self.path(i)), self.labels[i]
 
   def digest(self, h) -> None:
     """Adds what the split is to hashlib object `h`: its class folders, file names, labels and byte sizes
@@ -142,22 +154,23 @@ def scan(split_dir: str, classes: Optional[Sequence[str]], image_shape: Tuple[in
 
 
 def decode(path: str) -> Optional[np.ndarray]:
-  """The file's pixels as uint8 RGB (CMYK, grayscale and palette images converted; the format is read from the
-  content, not the name), or None when it cannot be decoded."""
+  """The file's pixels as uint8 RGB through the project's one decoder (`images.read`: CMYK, grayscale and
+  palette images converted, the format read from the content, not the name, its decompression-bomb limit), or
+  None when it cannot be decoded: the stream skips such a file and counts it instead of stopping."""
   try:
-    with Image.open(path) as image:
-      return np.asarray(image.convert('RGB'))
-  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    return images.read(path)
+  except images.ImageFileError:
     return None
 
 
 class _Source:
-  """Grain's random-access source over a split: {'image', 'label', 'index', 'bad'} for example i, decoded.
+  """Grain's random-access source over a split (`Streamed`): {'image', 'label', 'index', 'bad'} for example i,
+  decoded.
 
   `replace`: an unreadable file gives the next readable file of the split (training); otherwise a 1x1 black
   image that evaluation masks out. 'index' is i; 'bad' is i when file i could not be read, else -1."""
 
-  def __init__(self, files: Files, replace: bool):
+  def __init__(self, files: Streamed, replace: bool):
     self.files, self.replace = files, replace
 
   def __len__(self) -> int:
@@ -167,13 +180,13 @@ class _Source:
     i = int(i) % len(self.files)
     for offset in range(len(self.files) if self.replace else 1):
       j = (i + offset) % len(self.files)
-      pixels = decode(self.files.path(j))
+      pixels, label = self.files.example(j)
       if pixels is not None and (self.files.crop or pixels.shape == self.files.image_shape):
-        return {'image': pixels, 'label': self.files.labels[j], 'index': np.int32(i),
+        return {'image': pixels, 'label': np.int32(label), 'index': np.int32(i),
                 'bad': np.int32(-1 if offset == 0 else i)}
     if self.replace:
       raise DataError(f'no readable image among the {len(self.files)} files under {self.files.root}')
-    return {'image': np.zeros((1, 1, 3), np.uint8), 'label': self.files.labels[i], 'index': np.int32(i),
+    return {'image': np.zeros((1, 1, 3), np.uint8), 'label': np.int32(self.files.example(i)[1]), 'index': np.int32(i),
             'bad': np.int32(i)}
 
 
@@ -236,7 +249,7 @@ def _local(batch_size: int, processes: int) -> int:
   return batch_size // processes
 
 
-def train_dataset(files: Files, seed: int, batch_size: int, steps_per_epoch: int, total_steps: int,
+def train_dataset(files: Streamed, seed: int, batch_size: int, steps_per_epoch: int, total_steps: int,
                   augment: str, process: int = 0, processes: int = 1) -> grain.MapDataset:
   """Element s: process `process`'s contiguous part of global training batch s (s < total_steps), a dict of
   'image' (uint8, local batch x size x size x 3), 'label' and 'bad' (see the module's docstring)."""
@@ -253,7 +266,7 @@ def train_dataset(files: Files, seed: int, batch_size: int, steps_per_epoch: int
   return grain.MapDataset.concatenate(epochs)[:total_steps]
 
 
-def eval_dataset(files: Files, batch_size: int, process: int = 0, processes: int = 1) -> grain.MapDataset:
+def eval_dataset(files: Streamed, batch_size: int, process: int = 0, processes: int = 1) -> grain.MapDataset:
   """Element b: process `process`'s part of global evaluation batch b, with a 'mask'; the last batch is padded
   with example 0, masked out, so every example counts once across processes."""
   import grain  # pylint: disable=import-outside-toplevel
@@ -297,6 +310,11 @@ def _folder_fields(cfg) -> Tuple[str, int, int]:
   root = getattr(cfg, 'root', None)
   if not root or not os.path.isdir(root):
     raise DataError(f'image folder not found: {root} (expected ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG)')
+  return (root, *crop_fields(cfg))
+
+
+def crop_fields(cfg) -> Tuple[int, int]:
+  """(dataset.image_size, dataset.num_workers) of a streamed source, defaults filled in; DataError if invalid."""
   size = getattr(cfg, 'image_size', None) or DEFAULT_IMAGE_SIZE
   workers = getattr(cfg, 'num_workers', None)
   workers = default_num_workers() if workers is None else workers
@@ -304,7 +322,7 @@ def _folder_fields(cfg) -> Tuple[str, int, int]:
     raise DataError(f'dataset.image_size must be a positive integer, got {size!r}')
   if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
     raise DataError(f'dataset.num_workers must be an integer >= 0, got {workers!r}')
-  return root, size, workers
+  return size, workers
 
 
 def load_folder(cfg, need_test: bool, fixed_shape: Optional[Tuple[int, int, int]] = None):
@@ -328,7 +346,7 @@ def sample(files: Files, count: int = STATS_SAMPLE) -> np.ndarray:
   """Up to `count` images of the split, a fixed draw, decoded (those that read and have the split's shape):
   the training set's statistics, estimated without decoding all of it."""
   draw = np.sort(np.random.default_rng(0).permutation(len(files))[:count])
-  images = [pixels for pixels in (decode(files.path(i)) for i in draw)
+  images = [pixels for pixels in (files.example(int(i))[0] for i in draw)
             if pixels is not None and pixels.shape == tuple(files.image_shape)]
   if not images:
     raise DataError(f'no readable {files.image_shape[1]}x{files.image_shape[0]} image among {len(draw)} drawn '

@@ -85,7 +85,7 @@ IMAGENET_DENSENETS = {  # name: (growth_rate, blocks, torchvision's parameter co
     'densenet_201': (32, (6, 12, 48, 32), 20_013_928, 22.80),
     'densenet_161': (48, (6, 12, 36, 24), 28_681_000, 22.35),
 }
-IMAGENET_DATASETS = ('imagenet_folder',)  # the dataset names an ImageNet run records (config.dataset.name)
+IMAGENET_DATASETS = ('imagenet_folder', 'imagenet_tfds')  # the dataset names of ImageNet runs (config.dataset.name)
 for _name, (_k, _blocks, _params, _top1) in IMAGENET_DENSENETS.items():
   register(_name, ModelSpec(growth_rate=_k, blocks=_blocks, bottleneck=True, compression='half', stem='imagenet',
                             num_classes=1000, **_DENSENET), _params, {d: _top1 for d in IMAGENET_DATASETS})

@@ -193,9 +193,9 @@ class Feeder:
 def train_batches(split, mesh, seed: int, steps_per_epoch: int, batch_size: int, start_step: int,
                   total_steps: int, augment: str, max_bytes: int) -> Iterator[tuple]:
   """Global (images, labels) of steps start_step, start_step + 1, ... < total_steps: gathered from the arrays
-  (`Feeder`), or, for a streamed folder (`stream.Files`), decoded and cropped by Grain's workers. Either way
+  (`Feeder`), or, for a streamed split (`stream.Streamed`), decoded and cropped by Grain's workers. Either way
   batch s depends on (seed, s) only, so a resume continues with the batch the interrupted run would have used."""
-  if isinstance(split, stream.Files):
+  if isinstance(split, stream.Streamed):
     dataset = stream.train_dataset(split, seed, batch_size, steps_per_epoch, total_steps, augment,
                                    jax.process_index(), jax.process_count())
     yield from _streamed(dataset[start_step:], split, mesh, ('image', 'label'))
@@ -207,7 +207,7 @@ def train_batches(split, mesh, seed: int, steps_per_epoch: int, batch_size: int,
 
 def feed_summary(split, max_bytes: int) -> str:
   """How the training examples reach the step, for the log: the choice is made from the data's size."""
-  if isinstance(split, stream.Files):
+  if isinstance(split, stream.Streamed):
     decoded = len(split) * int(np.prod(split.image_shape))
     return (f'{len(split):,} training images streamed from {split.root} by Grain, {split.num_workers} worker '
             'processes per host decoding ' + ('and cropping each batch' if split.crop else
@@ -218,7 +218,7 @@ def feed_summary(split, max_bytes: int) -> str:
   return f'{len(split):,} training images ({split.images.nbytes / 2**20:,.1f} MiB) {where}'
 
 
-def _streamed(dataset, split: stream.Files, mesh, keys: Sequence[str]) -> Iterator[tuple]:
+def _streamed(dataset, split: stream.Streamed, mesh, keys: Sequence[str]) -> Iterator[tuple]:
   """The global arrays `keys` of each element of `dataset` (this process's parts of global batches), two
   batches ahead on the devices; warns when a batch holds an unreadable file not seen before."""
   sharding = NamedSharding(mesh, P('data'))
@@ -246,8 +246,8 @@ def evaluate_split(eval_step, variables, split: datasets.Split, mesh, batch_size
   """Every example counted exactly once: the last batch is padded and masked (a streamed folder's unreadable
   files are masked too, and not counted)."""
   sums, counts = [], []  # kept on the device until the end: no host sync per batch
-  n = len(split.labels)
-  if isinstance(split, stream.Files):
+  n = len(split)
+  if isinstance(split, stream.Streamed):
     dataset = stream.eval_dataset(split, batch_size, jax.process_index(), jax.process_count())
     for images, labels, mask in _streamed(dataset, split, mesh, ('image', 'label', 'mask')):
       sums.append(eval_step(variables, images, labels, mask))
