@@ -67,6 +67,21 @@ def build(config, num_classes, steps_per_epoch, axis_name=None):
   return network.make(spec), tx, schedule
 
 
+def restored_state(workdir, config, num_classes, steps_per_epoch, image_shape):
+  """The train state of `workdir`'s latest checkpoint of `config`'s model, on this process's devices (a
+  checkpoint written by other processes names devices that do not exist here)."""
+  from sparsenet_jax.model import network
+  from sparsenet_jax.training import checkpoints
+  from sparsenet_jax.training import steps
+  model, tx, _ = build(config, num_classes, steps_per_epoch)
+  mesh = steps.make_mesh()
+  state, _, _ = checkpoints.restore(
+      checkpoints.manager(str(workdir), read_only=True),
+      lambda s: steps.create_train_state(0, network.make(s), tx, image_shape, mesh, abstract=True),
+      model.spec, image_shape, mesh)
+  return state
+
+
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
 
 

@@ -18,14 +18,9 @@ from sparsenet_jax.training import train
 
 
 def tiny(**changes):
-  config = digits_config.get_config()
-  config.model.growth_rate = 4
-  config.model.blocks = (2, 2)
-  config.model.path = 2
-  config.num_train_steps = 3
-  config.log_every_steps = 1
-  config.eval_batch_size = 400
-  return override(config, changes)
+  return override(digits_config.get_config(), {'model.growth_rate': 4, 'model.blocks': (2, 2), 'model.path': 2,
+                                                'num_train_steps': 3, 'log_every_steps': 1,
+                                                'eval_batch_size': 400, **changes})
 
 
 FROZEN = dict(learning_rates=(0.0,), lr_boundaries_epochs=())  # the weights taken over must not move

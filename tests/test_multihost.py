@@ -10,11 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, build, cpu_env
+from conftest import ROOT, cpu_env, restored_state
 from configs import digits
-from sparsenet_jax.training import checkpoints
-from sparsenet_jax.model import network
-from sparsenet_jax.training import steps
 
 ARGS = ['--config=' + os.path.join(ROOT, 'configs', 'digits.py'), '--config.model.growth_rate=4',
         '--config.model.blocks=(2,3)', '--config.model.path=2', '--config.num_train_steps=8',
@@ -41,13 +38,7 @@ def _params(workdir):
   """Restored onto this process's devices (the checkpoint's own devices do not exist here)."""
   config = digits.get_config()
   config.model.growth_rate, config.model.blocks, config.model.path = 4, (2, 3), 2
-  model, tx, _ = build(config, 10, 23)
-  mesh = steps.make_mesh()
-  state, _, _ = checkpoints.restore(
-      checkpoints.manager(str(workdir), read_only=True),
-      lambda s: steps.create_train_state(0, network.make(s), tx, (8, 8, 1), mesh, abstract=True),
-      model.spec, (8, 8, 1), mesh)
-  return state.params
+  return restored_state(workdir, config, 10, 23, (8, 8, 1)).params
 
 
 @pytest.mark.slow

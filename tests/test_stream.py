@@ -17,16 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, build, cpu_env, write_image_folder
+from conftest import ROOT, cpu_env, restored_state, write_image_folder
 from configs import imagenet
 from sparsenet_jax.data import datasets
 from sparsenet_jax.data import images
 from sparsenet_jax.data import stream
 from sparsenet_jax.errors import DataError
-from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
-from sparsenet_jax.training import checkpoints
 from sparsenet_jax.training import steps
 
 CLASSES = ('n01', 'n02', 'n03')
@@ -254,13 +252,7 @@ def _state(workdir):
     except (ValueError, SyntaxError):
       node[field] = value  # a string: imagenet, fp32
   assert spec_lib.min_image_size(presets.from_config(config, 3)) <= 32
-  model, tx, _ = build(config, 3, 5)
-  mesh = steps.make_mesh()
-  state, _, _ = checkpoints.restore(
-      checkpoints.manager(str(workdir), read_only=True),
-      lambda s: steps.create_train_state(0, network.make(s), tx, (32, 32, 3), mesh, abstract=True),
-      model.spec, (32, 32, 3), mesh)
-  return state
+  return restored_state(workdir, config, 3, 5, (32, 32, 3))
 
 
 @pytest.mark.slow
