@@ -147,9 +147,14 @@ def imagenet_budget_lines():
              f'{m.params:,} | {(m.params / target - 1) * 100:+.2f}% | {f / 1e9:.2f} |')
 
 
+def image_size(spec) -> int:
+  """--image_size, or the size the model is made for: 224 with the ImageNet stem, else 32."""
+  return FLAGS.image_size or (224 if spec.stem == 'imagenet' else 32)
+
+
 def row(name, model, o):
   from sparsenet_jax.model import counting  # pylint: disable=import-outside-toplevel
-  size = FLAGS.image_size or (224 if model.spec.stem == 'imagenet' else 32)
+  size = image_size(model.spec)
   r = counting.summarize(model, (size, size, 3))
   paper = presets.paper_params(name) if name in presets.PRESETS and model.spec == presets.get(name) else None
   return {'model': name, 'params': r['params'], 'flops': r['flops'], 'xla_flops': r['xla_flops'],
@@ -175,9 +180,10 @@ def main(argv):
   if not FLAGS.scan:  # the table counts FLOPs on --image_size images
     for model in models:
       try:
-        spec_lib.check_image_size(model.spec, (FLAGS.image_size, FLAGS.image_size))
+        size = image_size(model.spec)
+        spec_lib.check_image_size(model.spec, (size, size))
       except ValueError as e:
-        raise ValueError(f'--image_size={FLAGS.image_size}: {e}') from None
+        raise ValueError(f'--image_size={size}: {e}') from None
   for name, model in zip(names, models):
     for line in dead_layer_warnings(name, model):
       print(line, file=sys.stderr)

@@ -85,7 +85,7 @@ def _config(**fields):
 # A valid value other than the preset's for every model field the config leaves open (None).
 _MODEL_VALUES = {'growth_rate': 8, 'blocks': (2, 2, 2), 'connectivity': 'log', 'path': 10, 'near': 3,
                  'bottleneck': False, 'attention': 'se', 'compression': 'half', 'conv_bias': False,
-                 'stem_relu': False, 'stem_features': 24, 'num_classes': 7, 'se_reduction': 4,
+                 'stem': 'imagenet', 'stem_relu': False, 'stem_features': 24, 'num_classes': 7, 'se_reduction': 4,
                  'bn_momentum': 0.99, 'bn_epsilon': 1e-5, 'dropout': 0.2, 'scan': True, 'scan_chunk': 2,
                  'remat': True, 'conv_impl': 'xla', 'remat_impl': 'tied'}
 

@@ -106,7 +106,7 @@ def test_resume_in_another_layout_continues_the_same_run(tmp_path, straight_run,
 @pytest.mark.slow
 def test_log_connectivity_trains_scanned(tmp_path):
   """A pattern beyond the paper, chosen on the command line of any config: it trains, scanned."""
-  config = tiny_config(num_train_steps=3, **{'model.connectivity': 'log', 'model.scan': True})
+  config = tiny_config(num_train_steps=3, **{'model.connectivity': 'log', 'model.path': None, 'model.scan': True})
   final = train.train_and_evaluate(config, str(tmp_path))
   assert final['step'] == 3 and np.isfinite(final['eval_loss'])
   meta = json.load(open(next((tmp_path / 'checkpoints' / '3' / 'meta').glob('*'))))
