@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, override
 from configs import default
 from configs import cifar10_npz as cifar10_npz_config
 from configs import digits as digits_config
@@ -22,13 +22,7 @@ from sparsenet_jax.training import train
 
 def set_fields(config, **overrides):
   """Dotted overrides as the command line gives them: set_fields(c, **{'model.near': 4})."""
-  for key, value in overrides.items():
-    target = config
-    *parents, last = key.split('.')
-    for p in parents:
-      target = target[p]
-    target[last] = value
-  return config
+  return override(config, overrides)
 
 
 def write_run(directory, config, eval_errors, final=True, steps_per_epoch=100):

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, override
 from configs import default
 from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
@@ -72,14 +72,7 @@ def test_a_requeued_run_whose_data_moved_continues_and_other_data_is_refused(tmp
 
 
 def _config(**fields):
-  config = json.loads(default.paper_config('cifar10', 'sparsenet_bc_v1').to_json_best_effort())
-  for key, value in fields.items():
-    *parents, leaf = key.split('.')
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return override(json.loads(default.paper_config('cifar10', 'sparsenet_bc_v1').to_json_best_effort()), fields)
 
 
 # A valid value other than the preset's for every model field the config leaves open (None).
