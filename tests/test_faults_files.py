@@ -318,4 +318,6 @@ CASES = WORKDIR + CHECKPOINTS + EXPORTS + IMAGES + CACHES
 
 @pytest.mark.parametrize('case', CASES, ids=str)
 def test_file(case, faults, tmp_path):
-  faults.check(case, tmp_path)
+  result = faults.check(case, tmp_path)
+  if not result['stderr'].startswith('usage error'):  # a flag refused (--restart --mode=eval) names no file
+    assert str(tmp_path) in result['stderr']  # the line names the damaged file (or the folder holding it)
