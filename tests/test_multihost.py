@@ -76,8 +76,6 @@ def _pair(workdir):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason='OPEN REGRESSION (2026-11-30 merges): the reference pair dies creating Orbax\'s '
-                  'CheckpointManager with "[Gloo] Rank 0 is connected to 1 peer ranks"; see the stop\'s note')
 def test_sigterm_to_one_process_stops_both_at_the_same_step_and_resumes_exactly(tmp_path):
   """Only process 1 is signalled; JAX's preemption service tells process 0, both save the same step
   (one collective Orbax save), exit 143, and the same command finishes with the uninterrupted run's

@@ -53,9 +53,21 @@ def manager(workdir: str, keep: int = 3, read_only: bool = False) -> ocp.Checkpo
   return ocp.CheckpointManager(directory_, options=options, item_names=('state', 'meta'))
 
 
+def present(workdir: str) -> bool:
+  """Whether WORKDIR/checkpoints exists, as process 0 sees it, on every process of a run: the others may
+  already see the directory process 0's CheckpointManager creates, and Orbax's managers are collective
+  (each one's barriers must be entered by all processes or none)."""
+  found = os.path.isdir(directory(workdir))
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    found = bool(multihost_utils.broadcast_one_to_all(np.int32(found)))
+  return found
+
+
 def saved_steps(workdir: str) -> List[int]:
-  """The complete checkpoints' steps in WORKDIR/checkpoints, oldest first; nothing is created."""
-  if not os.path.isdir(directory(workdir)):
+  """The complete checkpoints' steps in WORKDIR/checkpoints, oldest first; nothing is created. Called by
+  every process of a run together (see `present`)."""
+  if not present(workdir):
     return []
   mgr = manager(workdir, read_only=True)
   try:

@@ -208,7 +208,7 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   # Checkpoints and metrics.
   if not checkpoints.saved_steps(workdir):
     first_save = min(config.checkpoint_every_epochs * steps_per_epoch, total_steps)
-    removed = not os.path.lexists(os.path.join(workdir, record.CHECKPOINTS))
+    removed = not checkpoints.present(workdir)  # process 0's view: the others may see its new directory
     evidence = record.progress(workdir, first_save, removed)
     if evidence:
       raise CheckpointError(f'{evidence}, but {checkpoints.directory(workdir)} holds no checkpoint (deleted or '
