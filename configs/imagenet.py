@@ -4,7 +4,7 @@ recipe (docs/imagenet.md).
   python launch/main.py --config=configs/imagenet.py:model=densenet_121 --workdir=runs/in_d121 \
       --config.dataset.root=/path/to/imagenet
   (a tfds ArrayRecord copy instead: --config.dataset.name=imagenet_tfds --config.dataset.data_dir=/path/to/tfds)
-  (model=densenet_121 | densenet_169 | densenet_201 | densenet_161 | sparsenet_in_121 | sparsenet_in_169, or
+  (model=densenet_121 | densenet_169 | densenet_201 | densenet_161 | sparsenet_imagenet_121 | sparsenet_imagenet_169, or
   any preset with the ImageNet stem), `:model=NAME,batch_size=1024` for another global batch: the rate is
   0.1 x batch / 256 (`recipes.imagenet_learning_rates`), which `--config.batch_size` alone would not rescale.
 
