@@ -21,6 +21,7 @@ import sys
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -59,7 +60,6 @@ def present(workdir: str) -> bool:
   (each one's barriers must be entered by all processes or none)."""
   found = os.path.isdir(directory(workdir))
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
     found = bool(multihost_utils.broadcast_one_to_all(np.int32(found)))
   return found
 
@@ -161,7 +161,6 @@ def set_aside(mgr: ocp.CheckpointManager, workdir: str, bad: List[int]) -> None:
         target, n = os.path.join(dest, f'{s}.{n}'), n + 1
       shutil.move(os.path.join(str(mgr.directory), str(s)), target)
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices('sparsenet_set_aside')
   mgr.reload()
 
