@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
+from jax import lax
 import jax.numpy as jnp
 
 from sparsenet_jax.model import connectivity
@@ -146,23 +147,10 @@ class SparseNet(nn.Module):
     dtype = jnp.dtype(s.dtype)
     x = stem(s, runner, x.astype(dtype), train)
     for b, plan in enumerate(self.plans()):
-      pieces = split_input(x, connectivity.pieces(plan.input_width, s.growth_rate, plan.input_width))
-      window = None
-      for segment in block_schedule(plan, s):
-        name = segment_name(b, segment)
-        if segment.kind == 'layer':
-          i = segment.layers.start
-          layer, attn = runner.build(name)
-          pieces.append(runner.run(layer, attn, take(pieces, plan.rows[i]), train))
-        elif segment.kind == 'grow':
-          names = [layer_name(b, i) for i in segment.layers]
-          pieces += scan.growing(self, runner, pieces, names, train, name)
-        else:
-          k, total = s.growth_rate, sum(p.shape[-1] for p in pieces)
-          prefix = take(pieces, [(0, segment.far * k)])
-          recent = take(pieces, [(total - segment.near * k, total)])
-          window = scan.steady(runner, prefix, recent, len(segment.layers), train, name)
-      x = window if window is not None else layers.join(take(pieces, plan.output_row))
+      if kernels.one_buffer(s):
+        x = buffered_block(runner, plan, b, x, train)
+      else:
+        x = self.pieces_block(runner, plan, b, x, train)
       if plan.transition_width is not None:
         common = runner.common()
         x = layers.Transition(features=plan.transition_width, **common, name=f'transition{b + 1}')(x, train)
@@ -170,6 +158,42 @@ class SparseNet(nn.Module):
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dense(s.num_classes, kernel_init=layers.dense_init, dtype=dtype, name='classifier')(x)
     return x.astype(jnp.float32)
+
+  def pieces_block(self, runner: LayerRunner, plan: BlockPlan, b: int, x, train: bool):
+    """Block `b` on its stacked pieces (unrolled, scanned or remat): what the transition reads."""
+    s = self.spec
+    pieces = split_input(x, connectivity.pieces(plan.input_width, s.growth_rate, plan.input_width))
+    window = None
+    for segment in block_schedule(plan, s):
+      name = segment_name(b, segment)
+      if segment.kind == 'layer':
+        i = segment.layers.start
+        layer, attn = runner.build(name)
+        pieces.append(runner.run(layer, attn, take(pieces, plan.rows[i]), train))
+      elif segment.kind == 'grow':
+        names = [layer_name(b, i) for i in segment.layers]
+        pieces += scan.growing(self, runner, pieces, names, train, name)
+      else:
+        k, total = s.growth_rate, sum(p.shape[-1] for p in pieces)
+        prefix = take(pieces, [(0, segment.far * k)])
+        recent = take(pieces, [(total - segment.near * k, total)])
+        window = scan.steady(runner, prefix, recent, len(segment.layers), train, name)
+    return window if window is not None else layers.join(take(pieces, plan.output_row))
+
+
+def buffered_block(runner: LayerRunner, plan: BlockPlan, b: int, x, train: bool):
+  """Block `b` with its stacked features in one buffer (`kernels.one_buffer`): the block input, then
+  each layer's output written in place after it (`dynamic_update_slice`); a layer reads its row's
+  intervals as slices. No layer input is concatenated from pieces, and the backward pass accumulates
+  the buffer's gradient instead of every piece's. Same variables and values as `pieces_block`."""
+  k = plan.growth_rate
+  total = plan.input_width + len(plan.rows) * k
+  buffer = jnp.concatenate([x, jnp.zeros((*x.shape[:-1], total - plan.input_width), x.dtype)], axis=-1)
+  for i, row in enumerate(plan.rows):
+    layer, attn = runner.build(layer_name(b, i))
+    h = runner.run(layer, attn, [buffer[..., lo:hi] for lo, hi in row], train)
+    buffer = lax.dynamic_update_slice_in_dim(buffer, h.astype(buffer.dtype), plan.input_width + i * k, axis=-1)
+  return layers.join([buffer[..., lo:hi] for lo, hi in plan.output_row])
 
 
 def stem(s: ModelSpec, runner: LayerRunner, x, train: bool):
