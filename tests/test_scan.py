@@ -10,6 +10,7 @@ import pytest
 
 from sparsenet_jax.model import connectivity
 from sparsenet_jax.model import counting
+from sparsenet_jax.model import kernels
 from sparsenet_jax.model import layout
 from sparsenet_jax.model import network
 from sparsenet_jax.model import presets
@@ -195,3 +196,28 @@ def test_log_connectivity_counts_its_parameters_and_scans_where_its_rows_allow()
   assert counting.param_count(network.make(spec, scan=True)) == expected
   kinds = [s.kind for s in network.block_schedule(plan, spec.replace(scan=True))]
   assert kinds == ['grow'] + ['layer'] * 6  # rows 1-3 read everything; the rest have no window
+
+
+@pytest.mark.parametrize('variant', ['bc_attention_two_blocks', 'se_all_near', 'densenet_growing_chunks'])
+def test_one_buffer_equals_the_pieces(variant, monkeypatch):
+  """XLA:CPU's kernels keep a block's features in one buffer (`kernels.one_buffer`): the same logits, BN
+  statistics and gradients as the pieces layout, with dropout's masks too (the same module names)."""
+  hp = {**TINY, **VARIANTS[variant], 'conv_impl': 'matmul', 'dropout': 0.3}
+  model = network.make(**hp)
+  assert kernels.one_buffer(model.spec)
+  assert not kernels.one_buffer(model.spec.replace(remat=True))
+  assert not kernels.one_buffer(model.spec.replace(conv_impl='xla'))
+  x, y = _batch()
+  v = _variables(model, x)
+
+  def run():
+    def loss(params):
+      logits, updates = model.apply({**v, 'params': params}, x, train=True, mutable=['batch_stats'],
+                                    rngs={'dropout': jax.random.key(7)})
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, updates)
+    (value, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(v['params'])
+    return value, aux, grads, jax.jit(lambda v: model.apply(v, x))(v)
+
+  buffered = run()
+  monkeypatch.setattr(kernels, 'one_buffer', lambda spec: False)
+  _close(buffered, run(), rtol=1e-5, atol=1e-6)
