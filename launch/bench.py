@@ -52,6 +52,7 @@ from sparsenet_jax.model import presets
 from sparsenet_jax.model import spec as spec_lib
 from sparsenet_jax.model.spec import PRECISIONS
 from sparsenet_jax.training import cpu_devices
+from sparsenet_jax.training import host_memory
 from sparsenet_jax.training import optimizer
 from sparsenet_jax.training import steps
 
@@ -274,6 +275,7 @@ def plot_sweep(rows, filename):
 def main(argv):
   del argv
   cli.use_compilation_cache(not FLAGS.cold_compile)  # off by default: compile_seconds times real compiles
+  host_memory.keep(jax)  # as launch/main.py: a step's temporaries reused, not page-faulted afresh
   cpu_devices.split(jax, (FLAGS.batch_size,))  # as launch/main.py: one device per core on a CPU
   mesh = steps.make_mesh()
   check_flags(mesh.size)

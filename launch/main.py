@@ -86,9 +86,11 @@ def main(argv):
   multi_process = initialize_distributed(jax)
 
   from sparsenet_jax.training import cpu_devices
+  from sparsenet_jax.training import host_memory
   from sparsenet_jax.training import train
 
   config = FLAGS.config
+  host_memory.keep(jax)  # before jax.devices(), as the split
   cpu_devices.split(jax, (config.batch_size, config.eval_batch_size), multi_process)  # before jax.devices()
   config_validation.validate(config, jax.device_count())
   if FLAGS.mode == 'eval':

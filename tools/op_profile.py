@@ -29,6 +29,7 @@ import jax  # noqa: E402  (after bench, which imports it first anyway)
 
 from sparsenet_jax import cli  # noqa: E402
 from sparsenet_jax.training import cpu_devices  # noqa: E402
+from sparsenet_jax.training import host_memory  # noqa: E402
 from sparsenet_jax.training import steps  # noqa: E402
 
 flags.DEFINE_integer('profile_steps', 2, 'Steps traced per row (after one untraced warm-up step).')
@@ -55,6 +56,7 @@ def op_times(trace_dir):
 def main(argv):
   del argv
   cli.use_compilation_cache(not FLAGS.cold_compile)
+  host_memory.keep(jax)
   cpu_devices.split(jax, (FLAGS.batch_size,))
   mesh = steps.make_mesh()
   for text in FLAGS.model:

@@ -31,6 +31,7 @@ from sparsenet_jax.model.spec import PRECISIONS
 from sparsenet_jax.training import checkpoints
 from sparsenet_jax.training import config_validation
 from sparsenet_jax.training import cpu_devices
+from sparsenet_jax.training import host_memory
 from sparsenet_jax.training import metrics as metrics_lib
 from sparsenet_jax.training import optimizer
 from sparsenet_jax.training import record
@@ -234,8 +235,9 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(total_steps, start_step)
   progress.message(f'data: {data.name}, {steps.feed_summary(data.train, config.max_device_dataset_bytes)}')
-  if cpu_devices.active():
-    progress.message(cpu_devices.describe())
+  for line in (cpu_devices.active() and cpu_devices.describe(), host_memory.describe()):
+    if line:
+      progress.message(line)
   if start_step:
     progress.message(f'resumed from step {start_step} in {workdir}')
   elif config.get('init_from'):

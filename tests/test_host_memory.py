@@ -1,0 +1,71 @@
+"""host_memory.keep: on a CPU run with glibc, a large block freed by one thread is the block the next
+allocation gets (no fresh mmap), and the switch and the platform checks leave glibc alone."""
+import subprocess
+import sys
+import textwrap
+import types
+
+import pytest
+
+from sparsenet_jax.training import host_memory
+
+
+def fake_jax(platforms=''):
+  return types.SimpleNamespace(config=types.SimpleNamespace(jax_platforms=platforms))
+
+
+def test_the_switch_and_an_accelerator_leave_glibc_alone(monkeypatch):
+  monkeypatch.setattr(host_memory, '_glibc', lambda: pytest.fail('mallopt must not be reached'))
+  assert not host_memory.keep(fake_jax(), {host_memory.SWITCH: 'system'})
+  assert not host_memory.keep(fake_jax(), {'JAX_PLATFORMS': 'cuda,cpu'})
+  assert not host_memory.keep(fake_jax('tpu'), {})
+  monkeypatch.setattr(host_memory, 'accelerator_installed', lambda: True)
+  assert not host_memory.keep(fake_jax(), {})
+
+
+def test_cpu_run_reads_the_platforms_first(monkeypatch):
+  monkeypatch.setattr(host_memory, 'accelerator_installed', lambda: True)
+  assert host_memory.cpu_run(fake_jax(), {'JAX_PLATFORMS': 'cpu'})
+  assert host_memory.cpu_run(fake_jax('cpu'), {})
+  assert not host_memory.cpu_run(fake_jax(), {})  # nothing named, an accelerator installed
+  monkeypatch.setattr(host_memory, 'accelerator_installed', lambda: False)
+  assert host_memory.cpu_run(fake_jax(), {})
+
+
+# In a fresh process: malloc 256 MiB in one thread, free it, malloc it again in another thread. glibc's
+# chunk header (the word before the pointer) has bit 2 set for an mmapped chunk.
+PROBE = textwrap.dedent('''
+    import ctypes, json, sys, threading
+    import jax
+    from sparsenet_jax.training import host_memory
+    kept = host_memory.keep(jax)
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    seen = []
+    def allocate():
+      p = libc.malloc(256 << 20)
+      seen.append((p, bool(ctypes.c_size_t.from_address(p - 8).value & 2)))
+      libc.free(p)
+    for _ in range(2):
+      t = threading.Thread(target=allocate); t.start(); t.join()
+    print(json.dumps({'kept': kept, 'mmapped': [m for _, m in seen], 'same': seen[0][0] == seen[1][0],
+                      'line': host_memory.describe()}))
+''')
+
+
+def probe(env):
+  out = subprocess.run([sys.executable, '-c', PROBE], capture_output=True, text=True, check=True,
+                       env={**env, 'JAX_PLATFORMS': 'cpu'})
+  import json  # pylint: disable=import-outside-toplevel
+  return json.loads(out.stdout.splitlines()[-1])
+
+
+@pytest.mark.skipif(host_memory._glibc() is None, reason='glibc only (mallopt)')
+def test_a_freed_block_is_reused_not_mapped_afresh():
+  import os  # pylint: disable=import-outside-toplevel
+  kept = probe(dict(os.environ))
+  assert kept['kept'] and kept['mmapped'] == [False, False] and kept['same']
+  assert 'SPARSENET_MALLOC=system' in kept['line']
+  default = probe({**os.environ, host_memory.SWITCH: 'system'})
+  assert not default['kept'] and default['mmapped'] == [True, True] and default['line'] is None
