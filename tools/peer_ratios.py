@@ -4,11 +4,13 @@ Each repeat runs, one process after another: the PyTorch peer in NCHW (`tools/to
 `launch/bench.py` (densenet_bc_100 and sparsenet_bc_v1, train and eval, round robin in one process; models
 may carry bench's options, `densenet_bc_100:matmul`), with `--one_device` our first model again on one
 device (what the split into one device per core buys), and the peer in channels-last; the next repeat
-starts with channels-last. A ratio divides our images/s by the peer's (or ours by ours) from the same
+runs the peers in the other order. With `--torch_kept_memory` the peer also runs, NCHW and channels-last,
+with glibc's malloc set as ours sets it (`host_memory.ENVIRONMENT`): the like-for-like comparison, half
+the peers before ours and half after. A ratio divides our images/s by the peer's (or ours by ours) from the same
 repeat, so both sides share the machine's minutes (BENCHMARKS.md: a shared CPU moves by up to 2x between
 minutes). Prints every process's JSON line and, after each repeat, one line per ratio.
 
-  python tools/peer_ratios.py --torch_python=VENV/bin/python --repeats=2 --one_device
+  python tools/peer_ratios.py --torch_python=VENV/bin/python --repeats=2 --one_device --torch_kept_memory
 
 VENV is an environment with torch and torchvision (the project does not depend on them).
 """
@@ -19,6 +21,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from sparsenet_jax.training import host_memory  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER = os.path.join(ROOT, 'tools', 'torch_peer.py')
@@ -47,10 +52,16 @@ def main():
   ap.add_argument('--bench_env', action='append', default=[], help='NAME=VALUE for our process')
   ap.add_argument('--one_device', action='store_true', help='also ours on one device (the first model), '
                   'right after ours: what the split into one device per core buys')
+  ap.add_argument('--torch_kept_memory', action='store_true', help="also the peer with glibc's malloc set "
+                  'as ours sets it (sparsenet_jax/training/host_memory.py), NCHW and channels-last')
   a = ap.parse_args()
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
   env.update(item.split('=', 1) for item in a.bench_env)
   peer = [a.torch_python, PEER, '--model=densenet_bc_100', '--batch=64', f'--steps={a.peer_steps}']
+  peers = {'nchw': (peer, None), 'channels_last': (peer + ['--channels_last'], None)}
+  if a.torch_kept_memory:
+    kept = dict(os.environ, **host_memory.ENVIRONMENT)
+    peers.update({'nchw, kept memory': (peer, kept), 'channels_last, kept memory': (peer + ['--channels_last'], kept)})
   bench = [sys.executable, BENCH, f'--model={a.models}', '--mode=train,eval', '--batch_size=64',
            f'--rounds={a.rounds}', '--json', '--nocold_compile']
   ratios = {}
@@ -58,19 +69,21 @@ def main():
   first = models[0]
   print(f'# {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, load {os.getloadavg()[0]:.1f}', flush=True)
   for repeat in range(a.repeats):
-    layouts = ['nchw', 'channels_last'] if repeat % 2 == 0 else ['channels_last', 'nchw']
-    torch_rows = {layouts[0]: json_lines(peer + (['--channels_last'] if layouts[0] != 'nchw' else []))[0]}
+    names = list(peers) if repeat % 2 == 0 else list(peers)[::-1]
+    before, after = names[:len(names) // 2], names[len(names) // 2:]  # half the peers on each side of ours
+    torch_rows = {name: json_lines(*peers[name])[0] for name in before}
     ours = dict(zip([(m, mode) for m in models for mode in ('train', 'eval')], json_lines(bench, env)))
     if a.one_device:
       one = json_lines(bench[:2] + [f'--model={first}'] + bench[3:], dict(env, XLA_FLAGS=ONE_DEVICE))
       for row in one:
         key = f'{first} {row["mode"]}: {ours[first, row["mode"]]["devices"]} devices / 1 device'
         ratios.setdefault(key, []).append(ours[first, row['mode']]['images_per_sec'] / row['images_per_sec'])
-    torch_rows[layouts[1]] = json_lines(peer + (['--channels_last'] if layouts[1] != 'nchw' else []))[0]
+    torch_rows.update({name: json_lines(*peers[name])[0] for name in after})
     for mode in ('train', 'eval'):
-      for layout, row in torch_rows.items():
-        key = f'{first} {mode} / torch {layout}'
-        ratios.setdefault(key, []).append(ours[first, mode]['images_per_sec'] / row[f'{mode}_images_per_sec'])
+      for name in peers:
+        key = f'{first} {mode} / torch {name}'
+        theirs = torch_rows[name][f'{mode}_images_per_sec']
+        ratios.setdefault(key, []).append(ours[first, mode]['images_per_sec'] / theirs)
       for other in models[1:]:
         ratios.setdefault(f'{other} {mode} / {first} {mode}', []).append(
             ours[other, mode]['images_per_sec'] / ours[first, mode]['images_per_sec'])

@@ -26,6 +26,9 @@ SWITCH = 'SPARSENET_MALLOC'
 # mallopt's parameters (glibc's malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
 _SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))  # -1: never trim
+# The same settings as glibc's environment variables, for a process started with them (tools/peer_ratios.py
+# gives them to the PyTorch peer, like for like).
+ENVIRONMENT = {'MALLOC_ARENA_MAX': '1', 'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2**62)}
 _KEPT = False
 
 
