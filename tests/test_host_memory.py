@@ -23,6 +23,11 @@ def test_the_switch_and_an_accelerator_leave_glibc_alone(monkeypatch):
   assert not host_memory.keep(fake_jax(), {})
 
 
+def test_a_misspelt_switch_is_refused_by_name():
+  with pytest.raises(host_memory.ArgumentError, match='SPARSENET_MALLOC=.sytem.: set it to system'):
+    host_memory.keep(fake_jax(), {host_memory.SWITCH: 'sytem'})
+
+
 def test_cpu_run_reads_the_platforms_first(monkeypatch):
   monkeypatch.setattr(host_memory, 'accelerator_installed', lambda: True)
   assert host_memory.cpu_run(fake_jax(), {'JAX_PLATFORMS': 'cpu'})

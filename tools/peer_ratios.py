@@ -22,10 +22,9 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sparsenet_jax.training import host_memory  # noqa: E402
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from sparsenet_jax.training import host_memory  # noqa: E402
 PEER = os.path.join(ROOT, 'tools', 'torch_peer.py')
 BENCH = os.path.join(ROOT, 'launch', 'bench.py')
 ONE_DEVICE = '--xla_force_host_platform_device_count=1'

@@ -22,6 +22,8 @@ import os
 import pkgutil
 from typing import Mapping, Optional
 
+from sparsenet_jax.errors import ArgumentError
+
 SWITCH = 'SPARSENET_MALLOC'
 # mallopt's parameters (glibc's malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
@@ -65,7 +67,9 @@ def keep(jax, environ: Mapping[str, str] = os.environ) -> bool:
   """Sets glibc's malloc to keep and reuse freed memory on a CPU run (see the module's docstring);
   returns whether it did. Call before anything starts JAX's backends."""
   global _KEPT
-  if environ.get(SWITCH, '') == 'system' or not cpu_run(jax, environ):
+  if environ.get(SWITCH, '') not in ('', 'system'):
+    raise ArgumentError(f'{SWITCH}={environ[SWITCH]!r}: set it to system (glibc\'s defaults) or leave it unset')
+  if environ.get(SWITCH) == 'system' or not cpu_run(jax, environ):
     return False
   libc = _glibc()
   if libc is None:
