@@ -146,6 +146,15 @@ def parse_model(text, blocks=None):
   return config, spec
 
 
+def keep_host_memory(specs):
+  """As launch/main.py, before JAX starts its backends: one device per core on a CPU, and glibc kept from
+  unmapping a step's temporaries when the largest step's are large (`host_memory.keep`)."""
+  devices = cpu_devices.split(jax, (FLAGS.batch_size,))
+  batch = -(-FLAGS.batch_size // devices)
+  host_memory.keep(jax, step=max(host_memory.step_bytes(spec, (FLAGS.image_size,) * 2, batch, 'train' in FLAGS.mode)
+                                 for spec in specs))
+
+
 def synthetic_batch(mesh, shape, num_classes):
   """uint8 images, int labels and an all-true mask, sharded over the mesh as `steps.Feeder` hands them."""
   rng, n = np.random.default_rng(0), FLAGS.batch_size
@@ -275,15 +284,14 @@ def plot_sweep(rows, filename):
 def main(argv):
   del argv
   cli.use_compilation_cache(not FLAGS.cold_compile)  # off by default: compile_seconds times real compiles
-  host_memory.keep(jax)  # as launch/main.py: a step's temporaries reused, not page-faulted afresh
-  cpu_devices.split(jax, (FLAGS.batch_size,))  # as launch/main.py: one device per core on a CPU
-  mesh = steps.make_mesh()
-  check_flags(mesh.size)
   if FLAGS.sweep_depth:
     runs = [parse_model(n, (int(d),) * 3) for n in FLAGS.sweep_models for d in FLAGS.sweep_depth]
   else:
     models = presets.names() if FLAGS.model == ['all'] else FLAGS.model
     runs = [parse_model(n, FLAGS.blocks and [int(b) for b in FLAGS.blocks]) for n in models]
+  keep_host_memory([spec for _, spec in runs])
+  mesh = steps.make_mesh()
+  check_flags(mesh.size)
   results = (round_robin if FLAGS.rounds else bench)(runs, mesh)
   rows = []
   for r in results:

@@ -90,8 +90,8 @@ def main(argv):
   from sparsenet_jax.training import train
 
   config = FLAGS.config
-  host_memory.keep(jax)  # before jax.devices(), as the split
-  cpu_devices.split(jax, (config.batch_size, config.eval_batch_size), multi_process)  # before jax.devices()
+  devices = cpu_devices.split(jax, (config.batch_size, config.eval_batch_size), multi_process)  # before jax.devices()
+  host_memory.keep(jax, step=host_memory.config_step_bytes(config, devices, FLAGS.mode == 'train'))  # as the split
   config_validation.validate(config, jax.device_count())
   if FLAGS.mode == 'eval':
     train.evaluate(config, FLAGS.workdir, show=lambda row: print(json.dumps(row), flush=True))

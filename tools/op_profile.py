@@ -28,8 +28,6 @@ _spec.loader.exec_module(bench)  # defines bench's flags, which this tool takes
 import jax  # noqa: E402  (after bench, which imports it first anyway)
 
 from sparsenet_jax import cli  # noqa: E402
-from sparsenet_jax.training import cpu_devices  # noqa: E402
-from sparsenet_jax.training import host_memory  # noqa: E402
 from sparsenet_jax.training import steps  # noqa: E402
 
 flags.DEFINE_integer('profile_steps', 2, 'Steps traced per row (after one untraced warm-up step).')
@@ -56,11 +54,11 @@ def op_times(trace_dir):
 def main(argv):
   del argv
   cli.use_compilation_cache(not FLAGS.cold_compile)
-  host_memory.keep(jax)
-  cpu_devices.split(jax, (FLAGS.batch_size,))
+  runs = [bench.parse_model(text) for text in FLAGS.model]
+  bench.keep_host_memory([spec for _, spec in runs])
   mesh = steps.make_mesh()
-  for text in FLAGS.model:
-    for row in bench.make_rows(*bench.parse_model(text), mesh):
+  for text, (config, spec) in zip(FLAGS.model, runs):
+    for row in bench.make_rows(config, spec, mesh):
       row.step(timed=False)
       with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir):

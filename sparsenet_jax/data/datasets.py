@@ -389,3 +389,10 @@ _REGISTRY = {
                             peek=tfds_stream.peek),
 }
 SOURCES = tuple(_REGISTRY)
+
+
+def fixed_image_shape(name: str) -> Optional[Tuple[int, ...]]:
+  """The image shape the registry fixes for dataset `name` (CIFAR, SVHN, digits), without a look at any
+  file; None where only the files say (folders, npz files, streams) or the name is unknown."""
+  source = _REGISTRY.get(name)
+  return None if source is None else source.image_shape

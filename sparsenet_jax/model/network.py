@@ -24,7 +24,7 @@ from sparsenet_jax.model import connectivity
 from sparsenet_jax.model import kernels
 from sparsenet_jax.model import layers
 from sparsenet_jax.model import scan
-from sparsenet_jax.model.spec import ModelSpec
+from sparsenet_jax.model.spec import TRANSITION_POOL, ModelSpec
 
 
 class BlockPlan(NamedTuple):
@@ -58,6 +58,23 @@ def block_plans(spec: ModelSpec) -> Tuple[BlockPlan, ...]:
     plans.append(BlockPlan(width, k, rows, output_row, out_width, trans))
     width = trans
   return tuple(plans)
+
+
+def feature_map_elements(spec: ModelSpec, image_hw: Sequence[int]) -> int:
+  """The forward pass's feature-map elements for one image of `image_hw` (height, width), from the plan
+  alone: the stem's output, every layer's input as its row reads it, bottleneck and output, and every
+  transition's output. A size, not a memory model: the train step keeps these and their gradients."""
+  height, width = (int(n) for n in image_hw)
+  if spec.stem == 'imagenet':  # stride-2 conv, stride-2 max pool, both padded
+    height, width = -(-height // 4), -(-width // 4)
+  k = spec.growth_rate
+  elements = 0
+  for plan in block_plans(spec):
+    per_pixel = plan.input_width + sum(connectivity.width(row) + 4 * k * spec.bottleneck + k for row in plan.rows)
+    elements += height * width * per_pixel
+    height, width = height // TRANSITION_POOL, width // TRANSITION_POOL
+    elements += height * width * (plan.transition_width or 0)
+  return elements
 
 
 class Segment(NamedTuple):

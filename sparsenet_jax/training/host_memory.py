@@ -11,8 +11,13 @@ step of densenet_bc_100 on the development machine.
 `keep()` does it, before JAX starts its backends (`launch/main.py`, `launch/bench.py` and
 `tools/op_profile.py` call it right after `import jax`), on a CPU run with glibc only: with
 an accelerator the temporaries are in device memory, and other C libraries allocate differently.
-`SPARSENET_MALLOC=system` in the environment leaves glibc's defaults. The cost: the process keeps its
-peak heap until it exits rather than returning freed memory to the system.
+`SPARSENET_MALLOC=system` in the environment leaves glibc's defaults.
+
+It costs too: every thread allocates from the one arena, so XLA's compile threads wait on each other
+(the digits quick start compiled 1.3x slower with it), and the process keeps its peak heap until it
+exits. So a run whose step is small is left alone: glibc already reuses a freed block up to its largest
+mmap threshold (32 MiB), and `step_bytes` estimates the step's temporaries from the model, the image
+size and the per-device batch before anything is compiled.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import ctypes
 import importlib.util
 import os
 import pkgutil
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 from sparsenet_jax.errors import ArgumentError
 
@@ -31,7 +36,15 @@ _SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))  # -1: n
 # The same settings as glibc's environment variables, for a process started with them (tools/peer_ratios.py
 # gives them to the PyTorch peer, like for like).
 ENVIRONMENT = {'MALLOC_ARENA_MAX': '1', 'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2**62)}
+# glibc's largest dynamic mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX): a freed block up to this
+# size raises the threshold and is reused by the next step without any setting; larger ones are mapped afresh.
+MMAP_THRESHOLD_MAX = 32 * 2**20
+# XLA:CPU's train-step temporaries over the feature maps' bytes (network.feature_map_elements x per-device
+# batch x itemsize), measured from `memory_analysis()`: 3.12 (the digits config), 3.28 (sparsenet_bc_v1),
+# 3.43 (densenet_bc_100), 2 devices. The eval step's were 0.11-0.30: counted as 1, an upper bound.
+TRAIN_TEMPORARIES = 3
 _KEPT = False
+_SMALL: Optional[int] = None  # the step_bytes a run was left alone for
 
 
 def accelerator_installed() -> bool:
@@ -63,13 +76,43 @@ def _glibc():
     return None
 
 
-def keep(jax, environ: Mapping[str, str] = os.environ) -> bool:
-  """Sets glibc's malloc to keep and reuse freed memory on a CPU run (see the module's docstring);
-  returns whether it did. Call before anything starts JAX's backends."""
-  global _KEPT
+def step_bytes(spec, image_hw: Sequence[int], per_device_batch: int, train: bool) -> int:
+  """About how many bytes of temporaries one device's step allocates (see TRAIN_TEMPORARIES): pure
+  arithmetic on the model's plan, known before JAX compiles anything."""
+  from sparsenet_jax.model import network  # pylint: disable=import-outside-toplevel
+  itemsize = 2 if spec.dtype == 'bfloat16' else 4
+  features = network.feature_map_elements(spec, image_hw) * per_device_batch * itemsize
+  return features * (TRAIN_TEMPORARIES if train else 1)
+
+
+def config_step_bytes(config, devices: int, train: bool) -> Optional[int]:
+  """`step_bytes` of a training config's step (the train step, or the eval step for an eval-only run) on
+  `devices` devices; None when the images' shape is not fixed by the dataset's name (folders, npz files,
+  streams: only their files say) or the model fields are bad (refused by the config checks after)."""
+  from sparsenet_jax.data import datasets  # pylint: disable=import-outside-toplevel
+  from sparsenet_jax.model import presets  # pylint: disable=import-outside-toplevel
+  shape = datasets.fixed_image_shape(config.dataset.name)
+  if shape is None:
+    return None
+  try:
+    spec = presets.from_config(config)
+  except ValueError:
+    return None
+  batch = config.batch_size if train else config.eval_batch_size
+  return step_bytes(spec, shape[:2], -(-batch // max(1, devices)), train)
+
+
+def keep(jax, environ: Mapping[str, str] = os.environ, step: Optional[int] = None) -> bool:
+  """Sets glibc's malloc to keep and reuse freed memory on a CPU run (see the module's docstring) whose
+  step's temporaries (`step`, from `step_bytes`; None: not known, taken as large) are larger than glibc
+  reuses by itself; returns whether it did. Call before anything starts JAX's backends."""
+  global _KEPT, _SMALL
   if environ.get(SWITCH, '') not in ('', 'system'):
     raise ArgumentError(f'{SWITCH}={environ[SWITCH]!r}: set it to system (glibc\'s defaults) or leave it unset')
   if environ.get(SWITCH) == 'system' or not cpu_run(jax, environ):
+    return False
+  if step is not None and step <= MMAP_THRESHOLD_MAX:
+    _SMALL = step
     return False
   libc = _glibc()
   if libc is None:
@@ -79,7 +122,10 @@ def keep(jax, environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def describe() -> Optional[str]:
-  """The log line when `keep` took effect, else None."""
+  """The log line when `keep` took effect or left a small step alone, else None."""
+  if _SMALL is not None:
+    return (f"host memory: glibc's defaults: the step's temporaries (about {_SMALL / 2**20:.0f} MiB per device) "
+            f'are below the {MMAP_THRESHOLD_MAX // 2**20} MiB it reuses by itself')
   if not _KEPT:
     return None
   return ("host memory: glibc's malloc keeps the memory a step frees for the next step (one arena, no mmap, "
