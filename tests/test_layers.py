@@ -11,6 +11,8 @@ import pytest
 from jax import lax
 
 from sparsenet_jax.model import kernels
+from sparsenet_jax.model import layers
+from sparsenet_jax.model.spec import ModelSpec
 
 
 def reference_conv(x, kernel, pad):
@@ -97,9 +99,11 @@ def test_auto_picks_the_cpu_kernels_on_cpu_and_flax_elsewhere(monkeypatch):
   assert kernels.conv_module('forward_vjp') is kernels.ForwardVJPConv  # explicit choices stand
   assert kernels.conv_module('matmul') is kernels.MatmulConv
   assert kernels.compiler_options('auto', 'eval') == {}  # XLA:CPU's Eigen choice stays on the CPU
+  assert not kernels.pool_first(ModelSpec())  # the paper's conv-then-pool transitions stay there
   monkeypatch.undo()
   assert kernels.compiler_options('auto', 'eval') != {}
   assert kernels.compiler_options('auto', 'train') == kernels.compiler_options('matmul', 'eval') == {}
+  assert kernels.pool_first(ModelSpec()) and not kernels.pool_first(ModelSpec(conv_impl='forward_vjp'))
 
 
 def test_the_eval_steps_compiler_options_compute_the_same_convolutions():
@@ -111,3 +115,32 @@ def test_the_eval_steps_compiler_options_compute_the_same_convolutions():
     f = functools.partial(kernels.MatmulConv.convolve, None, pad=(kernel.shape[0] - 1) // 2)
     eigen = jax.jit(f, compiler_options=options)(x, kernel)
     np.testing.assert_allclose(eigen, jax.jit(f)(x, kernel), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize('dtype,tol', [('float32', 2e-5), ('float64', 1e-12)])
+@pytest.mark.parametrize('shape,dropout', [((2, 32, 32, 216), 0.0), ((2, 9, 7, 24), 0.0), ((2, 8, 8, 24), 0.3)])
+def test_a_transition_pooling_first_computes_the_same(shape, dropout, dtype, tol):
+  """`Transition(pool_first=True)` (XLA:CPU's order) against the paper's conv-then-pool, on the same
+  variables: outputs, BatchNorm statistics, parameter and input gradients, in training and evaluation
+  (odd sizes drop the same last row and column). With dropout the training pass is the paper's order."""
+  with jax.enable_x64(dtype == 'float64'):
+    x = jax.random.normal(jax.random.key(7), shape, dtype)
+    make = functools.partial(layers.Transition, features=shape[-1] // 2, conv_cls=kernels.MatmulConv,
+                             dropout=dropout, dtype=dtype)
+    ours, paper = make(pool_first=True), make(pool_first=False)
+    variables = paper.init(jax.random.key(8), x, train=False)
+    assert jax.tree.structure(ours.init(jax.random.key(8), x, train=False)) == jax.tree.structure(variables)
+    rngs = {'dropout': jax.random.key(9)}
+    for train in (True, False):
+      def run(module, p, x):
+        out, new = module.apply({**variables, 'params': p}, x, train=train, mutable=['batch_stats'], rngs=rngs)
+        return jnp.sum(out * jnp.cos(out)), (out, new)
+      (_, (out, stats)), grads = jax.value_and_grad(functools.partial(run, ours), (0, 1), has_aux=True)(
+          variables['params'], x)
+      (_, (ref, ref_stats)), ref_grads = jax.value_and_grad(functools.partial(run, paper), (0, 1), has_aux=True)(
+          variables['params'], x)
+      assert out.shape == ref.shape == (shape[0], shape[1] // 2, shape[2] // 2, shape[-1] // 2)
+      if train and dropout:
+        np.testing.assert_array_equal(out, ref)  # dropout between them: the paper's order, exactly
+      for a, b in zip(jax.tree.leaves((out, stats, grads)), jax.tree.leaves((ref, ref_stats, ref_grads))):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.sqrt(shape[-1]))

@@ -59,8 +59,9 @@ def summarize(model: nn.Module, input_shape: Tuple[int, ...] = DEFAULT_INPUT,
   the unrolled forward pass does), so without XLA's analysis a model costs one trace.
   """
   spec = getattr(model, 'spec', None)
-  if spec is not None and spec.scan:  # a scan traces its body once: count the same function unrolled
-    model = model.clone(spec=spec.replace(scan=False))
+  if spec is not None:  # the same function as the paper writes it: a scan traces its body once (count it
+    # unrolled), and XLA:CPU's kernels pool a transition before its conv (count the paper's order)
+    model = model.clone(spec=spec.replace(scan=False, conv_impl='xla'))
   total = []
   variables = abstract_variables(model, input_shape, _counting(total))
   result = {'params': _num_params(variables), 'flops': sum(total)}

@@ -202,6 +202,12 @@ def one_buffer(spec) -> bool:
   return conv_kernel(spec.conv_impl) == 'matmul' and not spec.scan and not spec.remat
 
 
+def pool_first(spec) -> bool:
+  """Whether a transition pools before its 1x1 conv (`layers.Transition.pool_first`: the same function on
+  a quarter of the pixels): with the 'matmul' kernels (XLA:CPU's); elsewhere the paper's order stays."""
+  return conv_kernel(spec.conv_impl) == 'matmul'
+
+
 def conv_module(conv_impl: str) -> Callable[..., nn.Module]:
   """The Conv class for `ModelSpec.conv_impl`: all have the same parameters and compute the same."""
   return CONV_MODULES[conv_kernel(conv_impl)]

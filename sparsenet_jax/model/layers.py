@@ -118,13 +118,23 @@ class SqueezeExcite(nn.Module):
 
 
 class Transition(_Base):
-  """BN-ReLU-1x1 conv to `features` channels, then 2x2 average pooling (stride 2: spec.TRANSITION_POOL)."""
+  """BN-ReLU-1x1 conv to `features` channels, then 2x2 average pooling (stride 2: spec.TRANSITION_POOL).
+
+  With `pool_first` the pooling runs before the 1x1 conv, on a quarter of the pixels: both are linear
+  and act on different axes (the bias is the same everywhere), so the result is the same function, to
+  float rounding. Not while dropout sits between them (training with a rate above 0)."""
   features: int = 0
+  pool_first: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.relu(self.norm('bn')(x, train))
-    x = self.drop(self.conv(self.features, 1, 'conv')(x), train)
+    if self.pool_first and not (train and self.dropout):
+      return self.conv(self.features, 1, 'conv')(self.pool(x))
+    return self.pool(self.drop(self.conv(self.features, 1, 'conv')(x), train))
+
+  @staticmethod
+  def pool(x):
     return nn.avg_pool(x, (TRANSITION_POOL,) * 2, strides=(TRANSITION_POOL,) * 2)
 
 

@@ -170,7 +170,8 @@ class SparseNet(nn.Module):
         x = self.pieces_block(runner, plan, b, x, train)
       if plan.transition_width is not None:
         common = runner.common()
-        x = layers.Transition(features=plan.transition_width, **common, name=f'transition{b + 1}')(x, train)
+        x = layers.Transition(features=plan.transition_width, pool_first=kernels.pool_first(s), **common,
+                              name=f'transition{b + 1}')(x, train)
     x = nn.relu(layers.Norm(s.bn_momentum, s.bn_epsilon, s.axis_name, dtype, name='head_bn')(x, train))
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dense(s.num_classes, kernel_init=layers.dense_init, dtype=dtype, name='classifier')(x)
