@@ -14,7 +14,7 @@ an accelerator the temporaries are in device memory, and other C libraries alloc
 `SPARSENET_MALLOC=system` in the environment leaves glibc's defaults.
 
 It costs too: every thread allocates from the one arena, so XLA's compile threads wait on each other
-(the digits quick start compiled 1.3x slower with it), and the process keeps its peak heap until it
+(the digits quick start's cold run took 1.3x as long with it), and the process keeps its peak heap until it
 exits. So a run whose step is small is left alone: glibc already reuses a freed block up to its largest
 mmap threshold (32 MiB), and `step_bytes` estimates the step's temporaries from the model, the image
 size and the per-device batch before anything is compiled.
