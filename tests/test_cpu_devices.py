@@ -65,10 +65,16 @@ def _main(workdir, cores, config):
 
 @pytest.mark.slow
 def test_a_run_split_over_two_cpu_devices_equals_the_one_device_run(tmp_path):
-  """Per-device BatchNorm is the config's default: the split must synchronise it to equal one device."""
+  """Per-device BatchNorm is the config's default: the split must synchronise it to equal one device.
+
+  The one-device run names the synchronised form (`sync_batch_norm=True`): on one device it is the same
+  function as the default, and from one state both forms' gradients agree to 1e-8, but XLA compiles them
+  in another order and the runs part by 1e-7 within three steps; at step 4 the digits' gradient is that
+  sensitive (1.9e-3 in the stem kernel's gradient between two states 1e-7 apart, measured), so the
+  default would move the stem 3.6e-4 from the synchronised run."""
   fields = {'model.growth_rate': 4, 'model.blocks': '(2,3)', 'model.path': 2, 'num_train_steps': 4,
             'eval_every_epochs': 1, 'checkpoint_every_epochs': 1}
-  one = _main(tmp_path / 'one', 1, fields)
+  one = _main(tmp_path / 'one', 1, {**fields, 'sync_batch_norm': True})
   two = _main(tmp_path / 'two', 2, fields)
   assert 'split over 2 host devices' in two and 'split over' not in one
   config = tiny_config(num_train_steps=4)

@@ -38,7 +38,9 @@ def test_cpu_run_reads_the_platforms_first(monkeypatch):
 
 
 # In a fresh process: malloc 256 MiB in one thread, free it, malloc it again in another thread. glibc's
-# chunk header (the word before the pointer) has bit 2 set for an mmapped chunk.
+# chunk header (the word before the pointer) has bit 2 set for an mmapped chunk. The second block overlaps
+# the first (reused) rather than starting at the same address: JAX's own threads may take a small piece
+# of the freed memory in between (seen once in a CI run).
 PROBE = textwrap.dedent('''
     import ctypes, json, sys, threading
     import jax
@@ -54,7 +56,7 @@ PROBE = textwrap.dedent('''
       libc.free(p)
     for _ in range(2):
       t = threading.Thread(target=allocate); t.start(); t.join()
-    print(json.dumps({'kept': kept, 'mmapped': [m for _, m in seen], 'same': seen[0][0] == seen[1][0],
+    print(json.dumps({'kept': kept, 'mmapped': [m for _, m in seen], 'apart': abs(seen[0][0] - seen[1][0]),
                       'line': host_memory.describe()}))
 ''')
 
@@ -70,7 +72,7 @@ def probe(env):
 def test_a_freed_block_is_reused_not_mapped_afresh():
   import os  # pylint: disable=import-outside-toplevel
   kept = probe(dict(os.environ))
-  assert kept['kept'] and kept['mmapped'] == [False, False] and kept['same']
+  assert kept['kept'] and kept['mmapped'] == [False, False] and kept['apart'] < 256 << 20, kept
   assert 'SPARSENET_MALLOC=system' in kept['line']
   default = probe({**os.environ, host_memory.SWITCH: 'system'})
   assert not default['kept'] and default['mmapped'] == [True, True] and default['line'] is None
