@@ -1,10 +1,13 @@
 """Our train and eval steps against PyTorch's on this machine, as ratios from alternating processes.
 
 Each repeat runs, one process after another: the PyTorch peer in NCHW (`tools/torch_peer.py`), our
-`launch/bench.py` (densenet_bc_100 and sparsenet_bc_v1, train and eval, round robin in one process; models
-may carry bench's options, `densenet_bc_100:matmul`), with `--one_device` our first model again on one
-device (what the split into one device per core buys), and the peer in channels-last; the next repeat
-runs the peers in the other order. With `--torch_kept_memory` the peer also runs, NCHW and channels-last,
+`launch/bench.py` (densenet_bc_100, then sparsenet_bc_v1: each model in a process of its own, train and
+eval round robin, as the peer's process holds one model's train and eval steps, and as a training run
+does; models may carry bench's options, `densenet_bc_100:matmul`), with `--one_device` our first model
+again on one device (what the split into one device per core buys), and the peer in channels-last; the
+next repeat runs the peers in the other order. Before the first repeat each of our processes runs once
+untimed, so that every timed one finds its compiled steps in the persistent cache (a compile in the
+process slows the steps after it: BENCHMARKS.md). With `--torch_kept_memory` the peer also runs, NCHW and channels-last,
 with glibc's malloc set as ours sets it (`host_memory.ENVIRONMENT`): the like-for-like comparison, half
 the peers before ours and half after. A ratio divides our images/s by the peer's (or ours by ours) from the same
 repeat, so both sides share the machine's minutes (BENCHMARKS.md: a shared CPU moves by up to 2x between
@@ -30,13 +33,14 @@ BENCH = os.path.join(ROOT, 'launch', 'bench.py')
 ONE_DEVICE = '--xla_force_host_platform_device_count=1'
 
 
-def json_lines(command, env=None):
-  """The JSON objects a command prints, one per line; its stderr is shown only if it fails."""
+def json_lines(command, env=None, show=True):
+  """The JSON objects a command prints, one per line (printed too, if `show`); its stderr is shown only
+  if it fails."""
   out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
   if out.returncode:
     sys.exit(f'{" ".join(command)} failed ({out.returncode}):\n{out.stderr[-3000:]}')
   rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{')]
-  for row in rows:
+  for row in rows if show else ():
     print(json.dumps(row), flush=True)
   return rows
 
@@ -61,19 +65,26 @@ def main():
   if a.torch_kept_memory:
     kept = dict(os.environ, **host_memory.ENVIRONMENT)
     peers.update({'nchw, kept memory': (peer, kept), 'channels_last, kept memory': (peer + ['--channels_last'], kept)})
-  bench = [sys.executable, BENCH, f'--model={a.models}', '--mode=train,eval', '--batch_size=64',
-           f'--rounds={a.rounds}', '--json', '--nocold_compile']
-  ratios = {}
   models = a.models.split(',')
   first = models[0]
+
+  def bench(model, rounds=a.rounds):
+    return [sys.executable, BENCH, f'--model={model}', '--mode=train,eval', '--batch_size=64',
+            f'--rounds={rounds}', '--json', '--nocold_compile']
+
+  ratios = {}
   print(f'# {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, load {os.getloadavg()[0]:.1f}', flush=True)
+  for model in models:  # fills the persistent compilation cache; not counted
+    json_lines(bench(model, 1), env, show=False)
+  if a.one_device:
+    json_lines(bench(first, 1), dict(env, XLA_FLAGS=ONE_DEVICE), show=False)
   for repeat in range(a.repeats):
     names = list(peers) if repeat % 2 == 0 else list(peers)[::-1]
     before, after = names[:len(names) // 2], names[len(names) // 2:]  # half the peers on each side of ours
     torch_rows = {name: json_lines(*peers[name])[0] for name in before}
-    ours = dict(zip([(m, mode) for m in models for mode in ('train', 'eval')], json_lines(bench, env)))
+    ours = {(m, row['mode']): row for m in models for row in json_lines(bench(m), env)}
     if a.one_device:
-      one = json_lines(bench[:2] + [f'--model={first}'] + bench[3:], dict(env, XLA_FLAGS=ONE_DEVICE))
+      one = json_lines(bench(first), dict(env, XLA_FLAGS=ONE_DEVICE))
       for row in one:
         key = f'{first} {row["mode"]}: {ours[first, row["mode"]]["devices"]} devices / 1 device'
         ratios.setdefault(key, []).append(ours[first, row['mode']]['images_per_sec'] / row['images_per_sec'])
