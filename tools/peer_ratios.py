@@ -1,15 +1,15 @@
 """Our train and eval steps against PyTorch's on this machine, as ratios from alternating processes.
 
 Each repeat runs, one process after another: the PyTorch peer in NCHW (`tools/torch_peer.py`), our
-`launch/bench.py` (densenet_bc_100, then sparsenet_bc_v1: each model in a process of its own, train and
-eval round robin, as the peer's process holds one model's train and eval steps, and as a training run
-does; models may carry bench's options, `densenet_bc_100:matmul`), with `--one_device` our first model
-again on one device (what the split into one device per core buys), and the peer in channels-last; the
-next repeat runs the peers in the other order. Before the first repeat each of our processes runs once
-untimed, so that every timed one finds its compiled steps in the persistent cache (a compile in the
-process slows the steps after it: BENCHMARKS.md). With `--torch_kept_memory` the peer also runs, NCHW and channels-last,
-with glibc's malloc set as ours sets it (`host_memory.ENVIRONMENT`): the like-for-like comparison, half
-the peers before ours and half after. A ratio divides our images/s by the peer's (or ours by ours) from the same
+`launch/bench.py` (densenet_bc_100, then sparsenet_bc_v1, each in a process of its own with its train
+and eval steps round robin, as the peer's process and a training run hold one model; models may carry
+bench's options, `densenet_bc_100:matmul`), with `--one_device` our first model again on one device
+(what the split into one device per core buys), and the peer in channels-last; the next repeat runs the
+peers in the other order. Before the first repeat each of our processes runs once untimed, so that every
+timed one finds its steps in the persistent cache (a compile in the process slows the steps after it:
+BENCHMARKS.md). With `--torch_kept_memory` the peer also runs, NCHW and channels-last, with glibc's
+malloc set as ours sets it (`host_memory.ENVIRONMENT`): the like-for-like comparison, half the peers
+before ours and half after. A ratio divides our images/s by the peer's (or ours by ours) from the same
 repeat, so both sides share the machine's minutes (BENCHMARKS.md: a shared CPU moves by up to 2x between
 minutes). Prints every process's JSON line and, after each repeat, one line per ratio.
 
