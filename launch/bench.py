@@ -6,6 +6,8 @@ r"""Throughput, compile time and peak memory of the training code's own train an
       # compile all, then one step of each in turn, 3 rounds: ratios that share the machine's noise
   python launch/bench.py --model=sparsenet_bc_v1,sparsenet_bc_v1:xla,sparsenet_bc_v1:fwdvjp --rounds=3
       # the per-backend kernel choices, side by side
+  python launch/bench.py --model=densenet_bc_100 --mode=train,eval --turns --json
+      # a step each time stdin names a mode: another process takes turns (tools/peer_ratios.py --turns)
   python launch/bench.py --model=sparsenet_abc_v4 --scan --steps=0   # compile time and memory only
   python launch/bench.py --model=sparsenet_bc_v1 --sweep_depth=8,16,24 --steps=0 \
       --plot=docs/memory_vs_depth.png           # every --sweep_models at 3 blocks of each depth
@@ -28,6 +30,7 @@ A model may carry options after colons, which override the flags for that row: `
 """
 import json
 import statistics
+import sys
 import time
 
 from absl import flags
@@ -63,6 +66,11 @@ flags.DEFINE_integer('batch_size', 64, 'Images per step (global: split over ever
 flags.DEFINE_integer('steps', 10, 'Timed steps after one warm-up step; 0 compiles only.')
 flags.DEFINE_integer('rounds', None, 'Instead of --steps: compile every row first, then time one step of '
                      'each row in turn, this many rounds (machine noise then hits every row alike).')
+flags.DEFINE_bool('turns', False, 'Instead of --steps or --rounds, for one model: compile and warm up its rows, '
+                  'print {"ready": true}, then time one step of the row each line of standard input names '
+                  '(train or eval), printing {"mode": ..., "seconds": ...}, until the input ends; then the '
+                  'rows as usual. Another process can so take turns with this one step by step '
+                  '(tools/peer_ratios.py --turns).')
 flags.DEFINE_list('mode', ['train'], 'Which steps to time: train, eval or both (train,eval).')
 flags.DEFINE_enum('precision', 'fp32', list(PRECISIONS), 'Compute precision; '
                   'parameters stay fp32.')
@@ -104,6 +112,9 @@ def check_flags(num_devices):
   and a flag that does not apply to what was asked is refused, not ignored."""
   given = [name for name in FLAGS if FLAGS[name].present]
   cli.require(not ('rounds' in given and 'steps' in given), '--rounds replaces --steps: give one of them')
+  cli.require(not FLAGS.turns or not ({'rounds', 'steps', 'sweep_depth'} & set(given)),
+              '--turns replaces --steps, --rounds and --sweep_depth: give one of them')
+  cli.require(not FLAGS.turns or len(FLAGS.model) == 1, '--turns times one model (a row per --mode)')
   for name in ('plot', 'sweep_models'):
     cli.require(name not in given or FLAGS.sweep_depth, f'--{name} applies only with --sweep_depth')
   for name in ('model', 'blocks'):
@@ -254,6 +265,22 @@ def round_robin(runs, mesh):
   return [row.result() for row in rows]
 
 
+def turns(runs, mesh):
+  """Every row compiled and warmed up, then one timed step of the row each line of stdin names, its
+  seconds printed at once (the caller decides when the next step runs); the rows' results at the end."""
+  rows = {row.mode: row for run in runs for row in make_rows(*run, mesh)}
+  for row in rows.values():
+    row.step(timed=False)
+  print(json.dumps({'ready': True}), flush=True)
+  for line in sys.stdin:
+    mode = line.strip()
+    if mode not in rows:
+      raise ValueError(f'--turns: standard input named {mode!r}; this run has {", ".join(rows)}')
+    rows[mode].step()
+    print(json.dumps({'mode': mode, 'seconds': rows[mode].times[-1]}), flush=True)
+  return [row.result() for row in rows.values()]
+
+
 def label(r):
   """A row's model with its options, as --model takes it."""
   values = dict(r, remat_impl=r['remat_impl'] if r['remat'] else None)
@@ -292,7 +319,7 @@ def main(argv):
   keep_host_memory([spec for _, spec in runs])
   mesh = steps.make_mesh()
   check_flags(mesh.size)
-  results = (round_robin if FLAGS.rounds else bench)(runs, mesh)
+  results = (turns if FLAGS.turns else round_robin if FLAGS.rounds else bench)(runs, mesh)
   rows = []
   for r in results:
     rows.append(r)

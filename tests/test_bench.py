@@ -78,6 +78,23 @@ def test_round_robin_times_every_row_with_its_own_options():
   assert lowered == ['make_train_step', 'make_eval_step'] * 2
 
 
+@pytest.mark.slow
+def test_turns_runs_one_step_per_line_of_input_and_answers_each_at_once():
+  out = subprocess.run([sys.executable, BENCH, *TINY, '--mode=train,eval', '--turns'], input='train\neval\ntrain\n',
+                       capture_output=True, text=True, env=ENV, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  ready, *answers, train, evaluation = [json.loads(line) for line in out.stdout.splitlines()]
+  assert ready == {'ready': True}
+  assert [a['mode'] for a in answers] == ['train', 'eval', 'train'] and all(a['seconds'] > 0 for a in answers)
+  assert (train['mode'], train['steps'], evaluation['mode'], evaluation['steps']) == ('train', 2, 'eval', 1)
+  assert train['step_ms_min'] == round(min(answers[0]['seconds'], answers[2]['seconds']) * 1e3, 2)
+
+  bad = subprocess.run([sys.executable, BENCH, *TINY, '--mode=train', '--turns'], input='eval\n',
+                       capture_output=True, text=True, env=ENV, timeout=300)
+  assert bad.returncode == 2 and "standard input named 'eval'; this run has train" in bad.stderr, bad.stderr[-2000:]
+  assert bad.stderr.strip().count('\n') == 0
+
+
 @pytest.mark.parametrize('args,message', [
     (('--model=resnet50',), 'unknown model'),
     (('--model=sparsenet_bc_v1:fast',), "unknown option(s) ['fast']"),
@@ -87,7 +104,10 @@ def test_round_robin_times_every_row_with_its_own_options():
     (('--steps=-1',), '--steps must be >= 0, got -1'),
     (('--rounds=0',), '--rounds must be >= 1, got 0'),
     (('--mode=predict',), '--mode takes train, eval'),
-], ids=['model', 'option', 'conflict', 'batch', 'indivisible_batch', 'steps', 'rounds', 'mode'])
+    (('--turns', '--rounds=2'), '--turns replaces --steps, --rounds'),
+    (('--turns', '--model=densenet_bc_100,sparsenet_bc_v1'), '--turns times one model'),
+], ids=['model', 'option', 'conflict', 'batch', 'indivisible_batch', 'steps', 'rounds', 'mode', 'turns_rounds',
+        'turns_models'])
 def test_bad_argument_is_one_line_and_exit_2(args, message):
   out = subprocess.run([sys.executable, BENCH, *args], capture_output=True, text=True, env=ENV, timeout=120)
   assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]

@@ -15,6 +15,14 @@ minutes). Prints every process's JSON line and, after each repeat, one line per 
 
   python tools/peer_ratios.py --torch_python=VENV/bin/python --repeats=2 --one_device --torch_kept_memory
 
+With `--turns=N` the processes do not run one after another but side by side, idle in turn: each of our
+models and every peer are started once, warmed up, and then each runs one step while the others wait
+on their input, in turn, N turns of train steps and N of eval steps (`launch/bench.py --turns`,
+`tools/torch_peer.py --turns`), the order reversed every other turn. Each turn's ratio compares steps
+that ran seconds apart; the median and quartiles of the N are printed, for each half of the turns too.
+
+  python tools/peer_ratios.py --torch_python=VENV/bin/python --turns=12 --torch_kept_memory
+
 VENV is an environment with torch and torchvision (the project does not depend on them).
 """
 import argparse
@@ -57,6 +65,9 @@ def main():
                   'right after ours: what the split into one device per core buys')
   ap.add_argument('--torch_kept_memory', action='store_true', help="also the peer with glibc's malloc set "
                   'as ours sets it (sparsenet_jax/training/host_memory.py), NCHW and channels-last')
+  ap.add_argument('--turns', type=int, default=0, help='instead of --repeats: ours and the peers side by side, '
+                  'one step each in turn, this many turns per mode')
+  ap.add_argument('--gap', type=float, default=0.3, help='--turns: seconds between two steps (idle threads park)')
   a = ap.parse_args()
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
   env.update(item.split('=', 1) for item in a.bench_env)
@@ -72,6 +83,13 @@ def main():
     return [sys.executable, BENCH, f'--model={model}', '--mode=train,eval', '--batch_size=64',
             f'--rounds={rounds}', '--json', '--nocold_compile']
 
+  if a.turns:
+    ours = {}
+    for model in models:
+      json_lines(bench(model, 1), env, show=False)  # fills the persistent compilation cache
+      ours[model] = ([sys.executable, BENCH, f'--model={model}', '--mode=train,eval', '--batch_size=64', '--turns',
+                      '--json', '--nocold_compile'], env)
+    return take_turns(a, ours, peers)
   ratios = {}
   print(f'# {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, load {os.getloadavg()[0]:.1f}', flush=True)
   for model in models:  # fills the persistent compilation cache; not counted
@@ -98,6 +116,76 @@ def main():
         ratios.setdefault(f'{other} {mode} / {first} {mode}', []).append(
             ours[other, mode]['images_per_sec'] / ours[first, mode]['images_per_sec'])
     show(ratios, repeat)
+
+
+def take_turns(a, ours, peers):
+  """`--turns`: every process (`ours` and `peers`: {name: (command, environment)}) started once; then, per
+  mode, each runs one step in turn while the others wait. Each turn gives a ratio per peer, our first
+  model's images/s over the peer's (one batch size: its step time over ours), and per other model of ours,
+  its images/s over our first's."""
+  commands = {**ours, **{f'torch {name}': (cmd + ['--turns'], env) for name, (cmd, env) in peers.items()}}
+  procs = {}
+  try:
+    for name, (command, process_env) in commands.items():  # one at a time: each warms up alone
+      procs[name] = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                                     env=process_env)
+      reply(procs[name], name)
+    ratios = steps_in_turn(a, procs, list(ours))
+    for name, proc in procs.items():
+      proc.stdin.close()
+      for line in proc.stdout:
+        print(line.rstrip(), flush=True)
+      if proc.wait():
+        sys.exit(f'{name} failed ({proc.returncode})')
+  finally:  # after a failure no process is left waiting on its input
+    for proc in procs.values():
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  print(f'# ratios of {a.turns} turns each (median [quartiles]; first half, second half), '
+        f'{time.strftime("%H:%M UTC", time.gmtime())}, load {os.getloadavg()[0]:.1f}', flush=True)
+  half = a.turns // 2
+  for key, values in ratios.items():
+    print(f'{key}: {spread(values)}; {spread(values[:half])}, {spread(values[half:])}', flush=True)
+
+
+def steps_in_turn(a, procs, ours):
+  """{'NAME MODE / NAME MODE': [ratio of each turn]}: `a.turns` turns of train steps, then of eval steps;
+  every other turn runs the processes in the reverse order. `ours` names our processes, the first first."""
+  print(f'# turns from {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, load {os.getloadavg()[0]:.1f}',
+        flush=True)
+  ratios = {}
+  for mode in ('train', 'eval'):
+    for turn in range(a.turns):
+      seconds = {}
+      for name in (list(procs) if turn % 2 == 0 else list(procs)[::-1]):
+        time.sleep(a.gap)
+        procs[name].stdin.write(mode + '\n')
+        procs[name].stdin.flush()
+        seconds[name] = reply(procs[name], name)['seconds']
+      print(json.dumps({'mode': mode, 'turn': turn + 1, **{n: round(s, 4) for n, s in seconds.items()}}), flush=True)
+      for name in procs:
+        if name != ours[0]:
+          over, under = (name, ours[0]) if name in ours else (ours[0], name)
+          ratios.setdefault(f'{over} {mode} / {under} {mode}', []).append(seconds[under] / seconds[over])
+  return ratios
+
+
+def reply(proc, name):
+  """The next JSON line `proc` prints (its other lines pass through)."""
+  for line in proc.stdout:
+    if line.startswith('{'):
+      return json.loads(line)
+    print(line.rstrip(), flush=True)
+  sys.exit(f'{name} ended before it answered ({proc.wait()})')
+
+
+def spread(values):
+  """'median [first quartile, third quartile]' of ratios."""
+  if len(values) < 2:
+    return ', '.join(f'{v:.2f}x' for v in values)
+  q1, _, q3 = statistics.quantiles(values, n=4, method='inclusive')
+  return f'{statistics.median(values):.2f}x [{q1:.2f}, {q3:.2f}]'
 
 
 def show(ratios, repeat):

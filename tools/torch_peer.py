@@ -10,11 +10,13 @@ it with launch/bench.py and prints the ratios.
 
   python tools/torch_peer.py --model=densenet_bc_100 --batch=64 --steps=8 [--channels_last]
   python tools/torch_peer.py --device=cuda --steps=20 [--precision=bf16 --channels_last]
+  python tools/torch_peer.py --turns   # a step each time stdin names a mode, as launch/bench.py --turns
 """
 import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 import torch
@@ -55,6 +57,28 @@ def timed(fn, steps, warmup, sync):
   return statistics.median(times)
 
 
+def taking_turns(steps, set_mode, warmup, sync):
+  """{mode: median seconds} of the steps stdin asks for, one line (a mode) each, timed and printed at once."""
+  for mode, fn in steps.items():
+    set_mode[mode]()
+    for _ in range(warmup):
+      fn()
+  sync()
+  print(json.dumps({'ready': True}), flush=True)
+  times = {mode: [] for mode in steps}
+  for line in sys.stdin:
+    mode = line.strip()
+    if mode not in steps:
+      sys.exit(f'--turns: stdin named {mode!r}; this run has {", ".join(steps)}')
+    set_mode[mode]()
+    t = time.perf_counter()
+    steps[mode]()
+    sync()
+    times[mode].append(time.perf_counter() - t)
+    print(json.dumps({'mode': mode, 'seconds': times[mode][-1]}), flush=True)
+  return {mode: statistics.median(t) for mode, t in times.items() if t}
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument('--model', default='densenet_bc_100', choices=sorted(MODELS))
@@ -66,6 +90,9 @@ def main():
   ap.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32')
   ap.add_argument('--channels_last', action='store_true')
   ap.add_argument('--mode', default='train,eval', help='train, eval or train,eval')
+  ap.add_argument('--turns', action='store_true', help='after --warmup steps of each mode, print {"ready": '
+                  'true}, then time one step of the mode each line of stdin names, printing its seconds, until '
+                  'the input ends; then the row as usual, from those steps (launch/bench.py --turns)')
   a = ap.parse_args()
   cuda = a.device == 'cuda'
   if cuda:
@@ -99,18 +126,21 @@ def main():
          'threads': None if cuda else torch.get_num_threads(), 'batch_size': a.batch, 'precision': a.precision,
          'channels_last': a.channels_last, 'params': sum(p.numel() for p in model.parameters())}
   modes = a.mode.split(',')
-  if 'train' in modes:
-    model.train()
-    if cuda:
-      torch.cuda.reset_peak_memory_stats()
-    train_s = timed(train_step, a.steps, a.warmup, sync)
-    row.update(train_images_per_sec=round(a.batch / train_s, 2), train_step_ms_median=round(train_s * 1e3, 2))
-    if cuda:
-      row['train_peak_memory_bytes'] = torch.cuda.max_memory_allocated()
-  if 'eval' in modes:
-    model.eval()
-    eval_s = timed(eval_step, a.steps, a.warmup, sync)
-    row.update(eval_images_per_sec=round(a.batch / eval_s, 2), eval_step_ms_median=round(eval_s * 1e3, 2))
+  step = {'train': train_step, 'eval': eval_step}
+  if a.turns:
+    times = taking_turns({m: step[m] for m in modes}, {'train': model.train, 'eval': model.eval}, a.warmup, sync)
+  else:
+    times = {}
+    for mode in modes:
+      (model.train if mode == 'train' else model.eval)()
+      if cuda and mode == 'train':
+        torch.cuda.reset_peak_memory_stats()
+      times[mode] = timed(step[mode], a.steps, a.warmup, sync)
+  for mode, seconds in times.items():
+    row[f'{mode}_images_per_sec'] = round(a.batch / seconds, 2)
+    row[f'{mode}_step_ms_median'] = round(seconds * 1e3, 2)
+  if cuda and 'train' in modes:
+    row['train_peak_memory_bytes'] = torch.cuda.max_memory_allocated()
   print(json.dumps(row), flush=True)
 
 
