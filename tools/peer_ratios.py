@@ -79,23 +79,18 @@ def main():
   models = a.models.split(',')
   first = models[0]
 
-  def bench(model, rounds=a.rounds):
-    return [sys.executable, BENCH, f'--model={model}', '--mode=train,eval', '--batch_size=64',
-            f'--rounds={rounds}', '--json', '--nocold_compile']
+  def bench(model, timing=f'--rounds={a.rounds}'):
+    return [sys.executable, BENCH, f'--model={model}', '--mode=train,eval', '--batch_size=64', timing, '--json',
+            '--nocold_compile']
 
-  if a.turns:
-    ours = {}
-    for model in models:
-      json_lines(bench(model, 1), env, show=False)  # fills the persistent compilation cache
-      ours[model] = ([sys.executable, BENCH, f'--model={model}', '--mode=train,eval', '--batch_size=64', '--turns',
-                      '--json', '--nocold_compile'], env)
-    return take_turns(a, ours, peers)
-  ratios = {}
   print(f'# {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, load {os.getloadavg()[0]:.1f}', flush=True)
   for model in models:  # fills the persistent compilation cache; not counted
-    json_lines(bench(model, 1), env, show=False)
+    json_lines(bench(model, '--rounds=1'), env, show=False)
+  if a.turns:
+    return take_turns(a, {model: (bench(model, '--turns'), env) for model in models}, peers)
+  ratios = {}
   if a.one_device:
-    json_lines(bench(first, 1), dict(env, XLA_FLAGS=ONE_DEVICE), show=False)
+    json_lines(bench(first, '--rounds=1'), dict(env, XLA_FLAGS=ONE_DEVICE), show=False)
   for repeat in range(a.repeats):
     names = list(peers) if repeat % 2 == 0 else list(peers)[::-1]
     before, after = names[:len(names) // 2], names[len(names) // 2:]  # half the peers on each side of ours

@@ -126,13 +126,13 @@ def main():
          'threads': None if cuda else torch.get_num_threads(), 'batch_size': a.batch, 'precision': a.precision,
          'channels_last': a.channels_last, 'params': sum(p.numel() for p in model.parameters())}
   modes = a.mode.split(',')
-  step = {'train': train_step, 'eval': eval_step}
+  step, set_mode = {'train': train_step, 'eval': eval_step}, {'train': model.train, 'eval': model.eval}
   if a.turns:
-    times = taking_turns({m: step[m] for m in modes}, {'train': model.train, 'eval': model.eval}, a.warmup, sync)
+    times = taking_turns({m: step[m] for m in modes}, set_mode, a.warmup, sync)
   else:
     times = {}
     for mode in modes:
-      (model.train if mode == 'train' else model.eval)()
+      set_mode[mode]()
       if cuda and mode == 'train':
         torch.cuda.reset_peak_memory_stats()
       times[mode] = timed(step[mode], a.steps, a.warmup, sync)
