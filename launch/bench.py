@@ -219,7 +219,7 @@ def make_rows(config, spec, mesh):
   row reads a copy of its variables: the train step donates the state)."""
   shape = (FLAGS.image_size, FLAGS.image_size, 3)
   data = datasets.facts(config.dataset)  # the default config's CIFAR-10: its statistics and size
-  model = network.make(spec)
+  model = network.make(spec.replace(axis_name=steps.batch_norm_axis(config.sync_batch_norm)))  # as train.py
   tx, schedule = optimizer.from_config(config, max(1, data.train_size // FLAGS.batch_size))
   state = steps.create_train_state(config.seed, model, tx, shape, mesh)
   images, labels, mask = synthetic_batch(mesh, shape, spec.num_classes)
@@ -238,7 +238,7 @@ def make_rows(config, spec, mesh):
       rows.append(Row(mode, step, (state, images, labels), info, flops))
     else:
       variables = jax.jit(lambda v: jax.tree.map(jnp.copy, v))(steps.variables(state))
-      step = steps.make_eval_step(model, mesh, data.mean, data.std)
+      step = steps.make_eval_step(network.make(spec), mesh, data.mean, data.std)
       rows.append(Row(mode, step, (variables, images, labels, mask), info, flops))
   return rows
 

@@ -27,6 +27,7 @@ from sparsenet_jax.data import stream
 from sparsenet_jax.model import kernels
 from sparsenet_jax.model import layout
 from sparsenet_jax.model import network
+from sparsenet_jax.training import cpu_devices
 
 
 @flax.struct.dataclass
@@ -75,6 +76,14 @@ def make_mesh() -> jax.sharding.Mesh:
   devices hold the p-th slice of each global batch (what `Feeder` hands them)."""
   devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
   return jax.sharding.Mesh(np.array(devices), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def batch_norm_axis(sync_batch_norm: bool):
+  """The mesh axis the train step's BatchNorm statistics are averaged over ('data'), or None for per-device
+  statistics: `config.sync_batch_norm`, and always on a CPU split into one device per core
+  (`cpu_devices`), which is one device to the run. The model of the eval step takes None: it reads the
+  running statistics."""
+  return 'data' if sync_batch_norm or cpu_devices.active() else None
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -188,9 +188,8 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
 
   # Model, the run's description, optimiser, state. A CPU split into one device per core is one device
   # to the run: its BatchNorm statistics are synchronised.
-  sync = config.sync_batch_norm or cpu_devices.active()
   try:
-    spec = presets.from_config(config, data.num_classes, axis_name='data' if sync else None)
+    spec = presets.from_config(config, data.num_classes, axis_name=steps.batch_norm_axis(config.sync_batch_norm))
     spec_lib.check_image_size(spec, image_shape)  # the data's images, before anything is traced
   except ValueError as e:
     raise config_validation.ConfigError(f'config.model: {e}') from None
