@@ -87,6 +87,8 @@ flags.DEFINE_list('sweep_depth', None, 'Layers per block to sweep (3 equal block
 flags.DEFINE_list('sweep_models', ['sparsenet_bc_v1', 'densenet_bc_100'], 'Presets of --sweep_depth.')
 flags.DEFINE_string('plot', None, 'With --sweep_depth: write peak memory (and speed) vs depth here.')
 flags.DEFINE_bool('json', False, 'One JSON object per line instead of text.')
+flags.DEFINE_enum('cpu_split', 'auto', ['auto', 'always'], "XLA:CPU's one device per core: 'auto' where the "
+                  "train step gains, as training decides (training/cpu_devices.py); 'always', as for any step")
 FLAGS = flags.FLAGS
 cli.positive('blocks', 'batch_size', 'rounds', 'num_classes', 'image_size', 'sweep_depth')
 cli.non_negative('steps')
@@ -158,12 +160,14 @@ def parse_model(text, blocks=None):
 
 
 def keep_host_memory(specs):
-  """As launch/main.py, before JAX starts its backends: one device per core on a CPU, and glibc kept from
-  unmapping a step's temporaries when the largest step's are large (`host_memory.keep`)."""
-  devices = cpu_devices.split(jax, (FLAGS.batch_size,))
-  batch = -(-FLAGS.batch_size // devices)
-  host_memory.keep(jax, step=max(host_memory.step_bytes(spec, (FLAGS.image_size,) * 2, batch, 'train' in FLAGS.mode)
-                                 for spec in specs))
+  """As launch/main.py, before JAX starts its backends: one device per core on a CPU where the largest
+  model's train step gains from it (`cpu_devices.split`), and glibc kept from unmapping a step's
+  temporaries when the largest step's are large (`host_memory.keep`)."""
+  hw = (FLAGS.image_size,) * 2
+  sync = (None if FLAGS.cpu_split == 'always'  # None: not known, split
+          else max(cpu_devices.sync_bytes(spec, hw, FLAGS.batch_size) for spec in specs))
+  batch = -(-FLAGS.batch_size // cpu_devices.split(jax, (FLAGS.batch_size,), sync=sync))
+  host_memory.keep(jax, step=max(host_memory.step_bytes(spec, hw, batch, 'train' in FLAGS.mode) for spec in specs))
 
 
 def synthetic_batch(mesh, shape, num_classes):

@@ -90,7 +90,8 @@ def main(argv):
   from sparsenet_jax.training import train
 
   config = FLAGS.config
-  devices = cpu_devices.split(jax, (config.batch_size, config.eval_batch_size), multi_process)  # before jax.devices()
+  devices = cpu_devices.split(jax, (config.batch_size, config.eval_batch_size), multi_process,
+                              sync=cpu_devices.config_sync_bytes(config))  # before jax.devices()
   host_memory.keep(jax, step=host_memory.config_step_bytes(config, devices, FLAGS.mode == 'train'))  # as the split
   config_validation.validate(config, jax.device_count())
   if FLAGS.mode == 'eval':

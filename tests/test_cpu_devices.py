@@ -46,6 +46,44 @@ def test_split_asks_for_one_device_per_core_unless_the_user_chose(monkeypatch):
     fake = _FakeJax()
     assert cpu_devices.split(fake, (64,), multi_process=multi, environ=environ) == 1
     assert fake.updates == {}
+
+
+def test_a_small_train_step_stays_on_one_device(monkeypatch):
+  """The split costs an all-reduce per BatchNorm layer and step: a step whose layers have little to
+  normalise on each device is left on one device, and says so; a large or unknown one is split."""
+  monkeypatch.setattr(cpu_devices, 'cores', lambda: 2)
+  monkeypatch.setattr(cpu_devices, '_SPLIT', None)
+  monkeypatch.setattr(cpu_devices, '_SMALL', None)
+  environ = {'XLA_FLAGS': TEST_XLA_FLAGS}
+  small = 2 * cpu_devices.MIN_SYNC_BYTES - 1  # just under the threshold once halved
+  fake = _FakeJax()
+  assert cpu_devices.split(fake, (64,), environ=environ, sync=small) == 1 and fake.updates == {}
+  assert 'one device: the step is small' in cpu_devices.describe()
+  assert f'{cpu_devices.COUNT_FLAG}=2' in cpu_devices.describe()
+  for sync in (2 * cpu_devices.MIN_SYNC_BYTES, None):
+    fake = _FakeJax()
+    assert cpu_devices.split(fake, (64,), environ=environ, sync=sync) == 2
+    assert fake.updates == {'jax_num_cpu_devices': 2}
+
+
+def test_sync_bytes_of_the_configs_put_the_quick_start_on_one_device_and_cifar_bc_on_every_core():
+  """Pure arithmetic on the plan: the digits config's train step is far below the threshold; the CIFAR
+  DenseNet-BC and SparseNet-bc configs (batch 64) are above it with two devices; SparseNet-abc-V1's many
+  attention BatchNorms on 1x1 maps bring it below (measured a tie: BENCHMARKS.md)."""
+  from configs import cifar10_densenet_bc
+  from configs import cifar10_v1
+  from configs import digits
+  from sparsenet_jax.model import network
+  from sparsenet_jax.model import presets
+  per_device = {name: cpu_devices.config_sync_bytes(config) / 2 for name, config in [
+      ('digits', digits.get_config()), ('densenet_bc', cifar10_densenet_bc.get_config()),
+      ('bc_v1', cifar10_v1.get_config('variant=bc')), ('abc_v1', cifar10_v1.get_config())]}
+  assert per_device['digits'] < cpu_devices.MIN_SYNC_BYTES / 8
+  assert per_device['densenet_bc'] > per_device['bc_v1'] > cpu_devices.MIN_SYNC_BYTES > per_device['abc_v1']
+  spec = presets.get('densenet_bc_100')
+  assert cpu_devices.sync_bytes(spec, (32, 32), 64) == network.feature_map_elements(spec, (32, 32)) * 64 * 4 // 99
+  assert cpu_devices.sync_bytes(spec.replace(dtype='bfloat16'), (32, 32), 64) * 2 <= \
+      cpu_devices.sync_bytes(spec, (32, 32), 64)
   assert not cpu_devices.active()  # this process's 4 devices are the tests' own (conftest.py), not a split
 
 
@@ -53,7 +91,7 @@ def _main(workdir, cores, config):
   """launch/main.py in a process that sees `cores` cores and sets no device count of its own."""
   overrides = [f'--config.{k}={v}' for k, v in config.items()]
   code = ('import runpy, sys; from sparsenet_jax.training import cpu_devices; '
-          f'cpu_devices.cores = lambda: {cores}; '
+          f'cpu_devices.cores = lambda: {cores}; cpu_devices.MIN_SYNC_BYTES = 0; '  # split the tiny model
           f'sys.argv = {[MAIN, "--config=configs/digits.py", f"--workdir={workdir}", *overrides]!r}; '
           'runpy.run_path(sys.argv[0], run_name="__main__")')
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=TEST_XLA_FLAGS)

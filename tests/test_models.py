@@ -74,8 +74,12 @@ def test_every_preset_output_shape(name):
   model = presets.build(name, num_classes=100)
   x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
   # init runs the forward pass: one abstract trace gives the variables and the logits
-  out, _ = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False), x)
+  out, variables = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False), x)
   assert out.shape == (2, 100) and out.dtype == jnp.float32
+  # the plan's count of BatchNorm layers (the CPU split's rule reads it) is the network's
+  means = [path for path, _ in jax.tree_util.tree_flatten_with_path(variables['batch_stats'])[0]
+           if path[-1].key == 'mean']
+  assert len(means) == network.norm_layers(model.spec)
 
 
 # The paper's two layer kinds at full depth: the plain layer (V1) and bottleneck + compression +

@@ -77,6 +77,16 @@ def feature_map_elements(spec: ModelSpec, image_hw: Sequence[int]) -> int:
   return elements
 
 
+def norm_layers(spec: ModelSpec) -> int:
+  """How many BatchNorm layers the network has, from the plan alone: the ImageNet stem's, one or two per
+  layer (bottleneck), two per attention module ('paper'), one per transition, the head's. Each is a
+  cross-device average of its statistics when the train step synchronises them (`spec.axis_name`)."""
+  per_layer = (2 if spec.bottleneck else 1) + (2 if spec.attention == 'paper' else 0)
+  plans = block_plans(spec)
+  return (int(spec.stem == 'imagenet') + sum(len(plan.rows) * per_layer + (plan.transition_width is not None)
+                                             for plan in plans) + 1)
+
+
 class Segment(NamedTuple):
   """Consecutive layers of a block run one way: 'layer' (unrolled), 'grow' (padded scan) or 'steady'."""
   kind: str

@@ -25,7 +25,7 @@ import ctypes
 import importlib.util
 import os
 import pkgutil
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from sparsenet_jax.errors import ArgumentError
 
@@ -85,21 +85,27 @@ def step_bytes(spec, image_hw: Sequence[int], per_device_batch: int, train: bool
   return features * (TRAIN_TEMPORARIES if train else 1)
 
 
-def config_step_bytes(config, devices: int, train: bool) -> Optional[int]:
-  """`step_bytes` of a training config's step (the train step, or the eval step for an eval-only run) on
-  `devices` devices; None when the images' shape is not fixed by the dataset's name (folders, npz files,
-  streams: only their files say) or the model fields are bad (refused by the config checks after)."""
+def config_plan(config) -> Optional[Tuple[Any, Tuple[int, int]]]:
+  """(the model's spec, the images' height and width) of a training config, known before any data is
+  read; None when the images' shape is not fixed by the dataset's name (folders, npz files, streams: only
+  their files say) or the model fields are bad (refused by the config checks after)."""
   from sparsenet_jax.data import datasets  # pylint: disable=import-outside-toplevel
   from sparsenet_jax.model import presets  # pylint: disable=import-outside-toplevel
   shape = datasets.fixed_image_shape(config.dataset.name)
   if shape is None:
     return None
   try:
-    spec = presets.from_config(config)
+    return presets.from_config(config), tuple(shape[:2])
   except ValueError:
     return None
+
+
+def config_step_bytes(config, devices: int, train: bool) -> Optional[int]:
+  """`step_bytes` of a training config's step (the train step, or the eval step for an eval-only run) on
+  `devices` devices; None where `config_plan` is."""
+  plan = config_plan(config)
   batch = config.batch_size if train else config.eval_batch_size
-  return step_bytes(spec, shape[:2], -(-batch // max(1, devices)), train)
+  return plan and step_bytes(*plan, -(-batch // max(1, devices)), train)
 
 
 def keep(jax, environ: Mapping[str, str] = os.environ, step: Optional[int] = None) -> bool:

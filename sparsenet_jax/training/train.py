@@ -234,7 +234,7 @@ def _train(config, workdir: str, changes) -> Dict[str, Any]:
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(total_steps, start_step)
   progress.message(f'data: {data.name}, {steps.feed_summary(data.train, config.max_device_dataset_bytes)}')
-  for line in (cpu_devices.active() and cpu_devices.describe(), host_memory.describe()):
+  for line in (cpu_devices.describe(), host_memory.describe()):
     if line:
       progress.message(line)
   if start_step:
