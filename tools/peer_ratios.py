@@ -62,7 +62,12 @@ def main():
   ap.add_argument('--models', default='densenet_bc_100,sparsenet_bc_v1', help='ours; the first is the peer')
   ap.add_argument('--bench_env', action='append', default=[], help='NAME=VALUE for our process')
   ap.add_argument('--one_device', action='store_true', help='also ours on one device (the first model), '
-                  'right after ours: what the split into one device per core buys')
+                  'right after ours (with --turns: a process of its own): what the split into one device per '
+                  'core buys')
+  ap.add_argument('--peers', default='nchw,channels_last', help="PyTorch's layouts to run (nchw, channels_last; "
+                  "'' for none: ours alone, e.g. with --one_device)")
+  ap.add_argument('--bench_args', default='', help="more flags for each of our processes, e.g. '--blocks=4,4,4 "
+                  "--image_size=8': a smaller model than the presets")
   ap.add_argument('--torch_kept_memory', action='store_true', help="also the peer with glibc's malloc set "
                   'as ours sets it (sparsenet_jax/training/host_memory.py), NCHW and channels-last')
   ap.add_argument('--turns', type=int, default=0, help='instead of --repeats: ours and the peers side by side, '
@@ -72,32 +77,42 @@ def main():
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
   env.update(item.split('=', 1) for item in a.bench_env)
   peer = [a.torch_python, PEER, '--model=densenet_bc_100', '--batch=64', f'--steps={a.peer_steps}']
-  peers = {'nchw': (peer, None), 'channels_last': (peer + ['--channels_last'], None)}
+  layouts = {'nchw': peer, 'channels_last': peer + ['--channels_last']}
+  chosen = [name for name in a.peers.split(',') if name]
+  if set(chosen) - set(layouts):
+    sys.exit(f'--peers={a.peers}: name nchw, channels_last or both')
+  peers = {name: (layouts[name], None) for name in chosen}
   if a.torch_kept_memory:
     kept = dict(os.environ, **host_memory.ENVIRONMENT)
-    peers.update({'nchw, kept memory': (peer, kept), 'channels_last, kept memory': (peer + ['--channels_last'], kept)})
+    peers.update({f'{name}, kept memory': (layouts[name], kept) for name in chosen})
   models = a.models.split(',')
   first = models[0]
 
   def bench(model, timing=f'--rounds={a.rounds}'):
     return [sys.executable, BENCH, f'--model={model}', '--mode=train,eval', '--batch_size=64', timing, '--json',
-            '--nocold_compile']
+            '--nocold_compile', *a.bench_args.split()]
 
   print(f'# {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, load {os.getloadavg()[0]:.1f}', flush=True)
+  one_env = dict(env, XLA_FLAGS=ONE_DEVICE)
   for model in models:  # fills the persistent compilation cache; not counted
     json_lines(bench(model, '--rounds=1'), env, show=False)
-  if a.turns:
-    return take_turns(a, {model: (bench(model, '--turns'), env) for model in models}, peers)
-  ratios = {}
   if a.one_device:
-    json_lines(bench(first, '--rounds=1'), dict(env, XLA_FLAGS=ONE_DEVICE), show=False)
+    json_lines(bench(first, '--rounds=1'), one_env, show=False)
+  if a.turns:
+    ours = {model: (bench(model, '--turns'), env) for model in models}
+    if a.one_device:
+      ours[f'{first} on 1 device'] = (bench(first, '--turns'), one_env)
+    return take_turns(a, ours, peers)
+  if not peers:
+    sys.exit('--peers= (none) takes --turns')
+  ratios = {}
   for repeat in range(a.repeats):
     names = list(peers) if repeat % 2 == 0 else list(peers)[::-1]
     before, after = names[:len(names) // 2], names[len(names) // 2:]  # half the peers on each side of ours
     torch_rows = {name: json_lines(*peers[name])[0] for name in before}
     ours = {(m, row['mode']): row for m in models for row in json_lines(bench(m), env)}
     if a.one_device:
-      one = json_lines(bench(first), dict(env, XLA_FLAGS=ONE_DEVICE))
+      one = json_lines(bench(first), one_env)
       for row in one:
         key = f'{first} {row["mode"]}: {ours[first, row["mode"]]["devices"]} devices / 1 device'
         ratios.setdefault(key, []).append(ours[first, row['mode']]['images_per_sec'] / row['images_per_sec'])
