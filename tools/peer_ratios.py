@@ -23,6 +23,17 @@ that ran seconds apart; the median and quartiles of the N are printed, for each 
 
   python tools/peer_ratios.py --torch_python=VENV/bin/python --turns=12 --torch_kept_memory
 
+`--one_device` with `--turns` adds our first model on one device as a process of its own; with `--peers=`
+(none) and `--bench_args` it measures what the split into one device per core buys a smaller model:
+
+  python tools/peer_ratios.py --torch_python=VENV/bin/python --turns=20 --peers= --one_device \
+      --models=sparsenet_bc_v1 --bench_args='--blocks=4,4,4 --image_size=16 --cpu_split=always'
+
+Each process of ours keeps its largest step's memory (training/host_memory.py). With the peers too, seven
+processes, two of them densenet_bc_100, left this 23 GiB machine reclaiming page cache (kswapd busy), a
+thread stalled past XLA:CPU's 40 s limit on a collective, and XLA aborted that process: leave
+`--one_device` out when the peers run.
+
 VENV is an environment with torch and torchvision (the project does not depend on them).
 """
 import argparse
