@@ -58,7 +58,7 @@ def test_a_small_train_step_stays_on_one_device(monkeypatch):
   small = 2 * cpu_devices.MIN_SYNC_BYTES - 1  # just under the threshold once halved
   fake = _FakeJax()
   assert cpu_devices.split(fake, (64,), environ=environ, sync=small) == 1 and fake.updates == {}
-  assert 'one device: the step is small' in cpu_devices.describe()
+  assert 'one device: the train step is small' in cpu_devices.describe()
   assert f'{cpu_devices.COUNT_FLAG}=2' in cpu_devices.describe()
   for sync in (2 * cpu_devices.MIN_SYNC_BYTES, None):
     fake = _FakeJax()

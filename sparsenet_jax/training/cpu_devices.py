@@ -4,7 +4,7 @@ XLA:CPU runs one program on one device with a thread pool, and many of the step'
 BatchNorm arithmetic, concatenations, gradient accumulation, small convolutions) use one thread of it.
 Splitting the batch over one host device per core runs those side by side; BatchNorm statistics are then
 synchronised across the devices (`axis_name`), so the step computes the one-device function, to float
-rounding (tests/test_train.py). Measured in BENCHMARKS.md.
+rounding (tests/test_cpu_devices.py). Measured in BENCHMARKS.md.
 
 The synchronisation has a cost per BatchNorm layer (an all-reduce forward, another backward), and with
 more than one device XLA:CPU starts a step only when the last one has finished, so the host's work
@@ -103,6 +103,7 @@ def describe() -> Optional[str]:
   if _SMALL is None or jax.default_backend() != 'cpu':
     return None
   sync, count = _SMALL
-  return (f'XLA:CPU: one device: the step is small ({sync / count / 2**20:.2f} MiB per BatchNorm layer on each '
-          f'of {count} devices, below the {MIN_SYNC_BYTES // 2**20} MiB where a split pays); {COUNT_FLAG}={count} '
-          'in XLA_FLAGS splits it (per-device BatchNorm statistics unless config.sync_batch_norm)')
+  return (f'XLA:CPU: one device: the train step is small (split over {count} devices, each would normalise '
+          f'{sync / count / 2**20:.2f} MiB per BatchNorm layer, below the {MIN_SYNC_BYTES // 2**20} MiB where a '
+          f'split pays); {COUNT_FLAG}={count} in XLA_FLAGS splits it (per-device BatchNorm statistics unless '
+          'config.sync_batch_norm)')
