@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, cpu_env
+from conftest import ROOT, TEST_XLA_FLAGS, cpu_env
 
 KEYS = {'model', 'batch_size', 'devices', 'mode', 'images_per_sec', 'step_ms_median', 'compile_seconds',
         'flops_per_image', 'achieved_gflops', 'peak_memory_bytes', 'params', 'conv_impl', 'remat_impl'}
@@ -112,3 +112,39 @@ def test_bad_argument_is_one_line_and_exit_2(args, message):
   out = subprocess.run([sys.executable, BENCH, *args], capture_output=True, text=True, env=ENV, timeout=120)
   assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
   assert out.stderr.strip().count('\n') == 0 and not out.stdout  # nothing compiled, nothing printed
+
+
+# Runs bench.py as __main__ on a 2-core view of this CPU, recording the BatchNorm axis of each train
+# step's model; the last stdout line lists them.
+SPLIT = r'''
+import json, runpy, sys
+from sparsenet_jax.training import cpu_devices, steps
+cpu_devices.cores = lambda: 2
+axes, make = [], steps.make_train_step
+def spy(model, *args, **kwargs):
+  axes.append(model.spec.axis_name)
+  return make(model, *args, **kwargs)
+steps.make_train_step = spy
+sys.argv = sys.argv[1:]
+try:
+  runpy.run_path(sys.argv[0], run_name='__main__')
+except SystemExit as e:
+  if e.code:
+    raise
+print(json.dumps({'axes': axes}))
+'''
+
+
+@pytest.mark.slow
+def test_bench_splits_the_cpu_as_training_does_and_synchronises_its_batchnorm():
+  """With no device count set: the tiny model's train step is too small to gain from one device per core,
+  so it stays on one, as a training run would; `--cpu_split=always` splits it, and the train step's
+  BatchNorm is then synchronised across the devices, as training's is (not per device)."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=TEST_XLA_FLAGS)
+  env.pop('JAX_NUM_CPU_DEVICES', None)
+  for extra, devices, axis in [((), 1, None), (('--cpu_split=always',), 2, 'data')]:
+    out = subprocess.run([sys.executable, '-c', SPLIT, BENCH, *TINY, '--steps=1', *extra], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    *rows, spied = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [row['devices'] for row in rows] == [devices] and spied['axes'] == [axis]
