@@ -15,6 +15,15 @@ BENCH = os.path.join(ROOT, 'launch', 'bench.py')
 ENV = cpu_env(devices=4)
 TINY = ('--model=sparsenet_bc_v1', '--blocks=1,2,1', '--batch_size=4', '--image_size=8', '--json',
         '--nocold_compile')  # the tests' shared compilation cache (conftest.py)
+# After a driver's set-up: bench.py (argv[1]) run as __main__, its flags after it; a clean exit goes on.
+AS_MAIN = r'''
+sys.argv = sys.argv[1:]
+try:
+  runpy.run_path(sys.argv[0], run_name='__main__')
+except SystemExit as e:
+  if e.code:
+    raise
+'''
 # Runs bench.py as __main__ with steps.make_train_step / make_eval_step wrapped, so that every step it
 # lowers is known to come from them; the last stdout line lists them.
 SPY = r'''
@@ -32,14 +41,7 @@ def spy(factory):
   return make
 steps.make_train_step = spy(steps.make_train_step)
 steps.make_eval_step = spy(steps.make_eval_step)
-sys.argv = sys.argv[1:]
-try:
-  runpy.run_path(sys.argv[0], run_name='__main__')
-except SystemExit as e:
-  if e.code:
-    raise
-print(json.dumps({'lowered': lowered}))
-'''
+''' + AS_MAIN + "print(json.dumps({'lowered': lowered}))\n"
 
 
 def run_bench(*args):
@@ -125,14 +127,7 @@ def spy(model, *args, **kwargs):
   axes.append(model.spec.axis_name)
   return make(model, *args, **kwargs)
 steps.make_train_step = spy
-sys.argv = sys.argv[1:]
-try:
-  runpy.run_path(sys.argv[0], run_name='__main__')
-except SystemExit as e:
-  if e.code:
-    raise
-print(json.dumps({'axes': axes}))
-'''
+''' + AS_MAIN + "print(json.dumps({'axes': axes}))\n"
 
 
 @pytest.mark.slow
