@@ -77,14 +77,18 @@ def feature_map_elements(spec: ModelSpec, image_hw: Sequence[int]) -> int:
   return elements
 
 
+def feature_map_bytes(spec: ModelSpec, image_hw: Sequence[int], batch: int) -> int:
+  """`feature_map_elements` of `batch` images in the spec's compute dtype, in bytes."""
+  return feature_map_elements(spec, image_hw) * batch * jnp.dtype(spec.dtype).itemsize
+
+
 def norm_layers(spec: ModelSpec) -> int:
   """How many BatchNorm layers the network has, from the plan alone: the ImageNet stem's, one or two per
   layer (bottleneck), two per attention module ('paper'), one per transition, the head's. Each is a
   cross-device average of its statistics when the train step synchronises them (`spec.axis_name`)."""
   per_layer = (2 if spec.bottleneck else 1) + (2 if spec.attention == 'paper' else 0)
-  plans = block_plans(spec)
   return (int(spec.stem == 'imagenet') + sum(len(plan.rows) * per_layer + (plan.transition_width is not None)
-                                             for plan in plans) + 1)
+                                             for plan in block_plans(spec)) + 1)
 
 
 class Segment(NamedTuple):

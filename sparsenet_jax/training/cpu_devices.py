@@ -53,11 +53,10 @@ def device_count(num_cores: int, batch_sizes: Sequence[int]) -> int:
 
 def sync_bytes(spec, image_hw: Sequence[int], batch: int) -> int:
   """The bytes of feature map one BatchNorm layer of the train step normalises for `batch` images, on
-  average: the forward pass's feature maps (`network.feature_map_elements`) over its BatchNorm layers.
+  average: the forward pass's feature maps (`network.feature_map_bytes`) over its BatchNorm layers.
   Pure arithmetic on the model's plan, known before anything is compiled."""
   from sparsenet_jax.model import network  # pylint: disable=import-outside-toplevel
-  itemsize = 2 if spec.dtype == 'bfloat16' else 4
-  return network.feature_map_elements(spec, image_hw) * batch * itemsize // network.norm_layers(spec)
+  return network.feature_map_bytes(spec, image_hw, batch) // network.norm_layers(spec)
 
 
 def config_sync_bytes(config) -> Optional[int]:

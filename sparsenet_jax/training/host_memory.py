@@ -80,9 +80,7 @@ def step_bytes(spec, image_hw: Sequence[int], per_device_batch: int, train: bool
   """About how many bytes of temporaries one device's step allocates (see TRAIN_TEMPORARIES): pure
   arithmetic on the model's plan, known before JAX compiles anything."""
   from sparsenet_jax.model import network  # pylint: disable=import-outside-toplevel
-  itemsize = 2 if spec.dtype == 'bfloat16' else 4
-  features = network.feature_map_elements(spec, image_hw) * per_device_batch * itemsize
-  return features * (TRAIN_TEMPORARIES if train else 1)
+  return network.feature_map_bytes(spec, image_hw, per_device_batch) * (TRAIN_TEMPORARIES if train else 1)
 
 
 def config_plan(config) -> Optional[Tuple[Any, Tuple[int, int]]]:
